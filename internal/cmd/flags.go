@@ -1,0 +1,132 @@
+package cmd
+
+import (
+	"net"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/yurthub/yurthub/internal/config"
+)
+
+// daemonFlags are OpenYurt YurtHub's flags, with its names and defaults
+// (../shared/REFERENCE.md section 1), plus --log-format. urfave/cli parses with Go's
+// flag package, so -flag, --flag, --flag=value and --flag value all work, as they do
+// for OpenYurt's pflag-based command line.
+func daemonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "server-addr", Usage: "comma-separated list of the cloud kube-apiserver https URLs (required)"},
+		&cli.StringFlag{Name: "node-name", Usage: "name of the node this hub serves (required)"},
+		&cli.StringFlag{Name: "nodepool-name", Usage: "name of the nodepool the node belongs to (service topology)"},
+		&cli.StringFlag{Name: "working-mode", Value: config.WorkingModeEdge, Usage: "edge: cache responses and serve offline; cloud: pure proxy"},
+		&cli.StringFlag{Name: "lb-mode", Value: config.LBModeRoundRobin, Usage: "rr: round robin over healthy apiservers; priority: first healthy in --server-addr order"},
+		&cli.StringFlag{Name: "bind-address", Value: "127.0.0.1", Usage: "address of the hub server (healthz, readyz, metrics, pprof, token)"},
+		&cli.IntFlag{Name: "serve-port", Value: config.DefaultServePort, Usage: "port of the hub server"},
+		&cli.StringFlag{Name: "bind-proxy-address", Value: "127.0.0.1", Usage: "address of the proxy listeners"},
+		&cli.IntFlag{Name: "proxy-port", Value: config.DefaultProxyPort, Usage: "port of the plain HTTP proxy"},
+		&cli.IntFlag{Name: "proxy-secure-port", Value: config.DefaultProxySecurePort, Usage: "port of the TLS proxy (client certificates checked against the cluster CA)"},
+		&cli.StringFlag{Name: "root-dir", Value: config.DefaultRootDir, Usage: "directory for certificates, kubeconfigs and the cache file"},
+		&cli.StringFlag{Name: "disk-cache-path", Value: config.DefaultDiskCachePath, Usage: "OpenYurt's cache directory; imported once into the cache file if found"},
+		&cli.BoolFlag{Name: "enable-dummy-if", Value: true, Usage: "create a dummy interface carrying --dummy-if-ip that the proxy also listens on"},
+		&cli.StringFlag{Name: "dummy-if-name", Value: config.DefaultDummyIfName, Usage: "name of the dummy interface"},
+		&cli.StringFlag{Name: "dummy-if-ip", Value: config.DefaultDummyIfIP, Usage: "IP of the dummy interface; not in 169.254.31.0/24 nor 169.254.1.1"},
+		&cli.BoolFlag{Name: "enable-iptables", Value: true, Usage: "ensure iptables ACCEPT rules for the dummy IP and the proxy ports"},
+		&cli.IntFlag{Name: "heartbeat-failed-retry", Value: 3, Usage: "failed heartbeats tolerated before an apiserver is marked unhealthy"},
+		&cli.IntFlag{Name: "heartbeat-healthy-threshold", Value: 2, Usage: "consecutive good heartbeats before an apiserver is marked healthy"},
+		&cli.IntFlag{Name: "heartbeat-timeout-seconds", Value: 2, Usage: "timeout of one heartbeat, seconds"},
+		&cli.IntFlag{Name: "heartbeat-interval-seconds", Value: 10, Usage: "interval between heartbeats, seconds"},
+		&cli.DurationFlag{Name: "kubelet-health-grace-period", Value: 40 * time.Second, Usage: "stop heartbeating when kubelet has been silent this long"},
+		&cli.IntFlag{Name: "gc-frequency", Value: 120, Usage: "period of the cached-events garbage collection, minutes (jittered)"},
+		&cli.StringFlag{Name: "join-token", Usage: "bootstrap token used to get the hub's client certificate"},
+		&cli.StringFlag{Name: "bootstrap-file", Usage: "bootstrap kubeconfig, used instead of --join-token"},
+		&cli.StringSliceFlag{Name: "discovery-token-ca-cert-hash", Usage: "sha256:<hex> pins of the cluster CA for token discovery (repeatable)"},
+		&cli.BoolFlag{Name: "discovery-token-unsafe-skip-ca-verification", Usage: "token discovery without CA pinning (unsafe)"},
+		&cli.StringFlag{Name: "bootstrap-mode", Value: config.BootstrapModeToken, Usage: "token, or kubeletcertificate to reuse kubelet's client certificate"},
+		&cli.StringSliceFlag{Name: "hub-cert-organizations", Usage: "extra O= values in the hub's client certificate (comma-separated or repeated)"},
+		&cli.StringFlag{Name: "kubelet-ca-file", Value: config.DefaultKubeletCAFile, Usage: "cluster CA used in kubeletcertificate mode"},
+		&cli.StringFlag{Name: "kubelet-client-certificate", Value: config.DefaultKubeletClientPEM, Usage: "kubelet's client certificate and key used in kubeletcertificate mode"},
+		&cli.BoolFlag{Name: "enable-resource-filter", Value: true, Usage: "apply the response filters"},
+		&cli.StringSliceFlag{Name: "disabled-resource-filters", Usage: "filters to turn off, comma-separated"},
+		&cli.BoolFlag{Name: "enable-node-pool", Value: true, Usage: "watch NodePool objects (only when the CRD exists; never blocks readiness)"},
+		&cli.IntFlag{Name: "max-requests-in-flight", Value: 250, Usage: "in-flight non-long-running requests before 429 with Retry-After (0: no limit)"},
+		&cli.DurationFlag{Name: "min-request-timeout", Value: 30 * time.Minute, Usage: "ceiling of a watch's timeout"},
+		&cli.BoolFlag{Name: "profiling", Value: true, Usage: "serve /debug/pprof on the hub server"},
+		&cli.StringFlag{Name: "cert-mgr-mode", Value: "hubself", Usage: "accepted for compatibility with OpenYurt"},
+		&cli.BoolFlag{Name: "access-server-through-hub", Value: true, Usage: "pods reach the apiserver through the hub"},
+		&cli.StringFlag{Name: "log-format", Value: config.LogFormatText, Usage: "text or json"},
+		&cli.IntFlag{Name: "v", Usage: "log verbosity; 4 or more turns on debug logs (klog compatibility)"},
+	}
+}
+
+// configFromFlags turns the parsed command line into a validated Config. It is the
+// only place that reads flags.
+func configFromFlags(c *cli.Context) (*config.Config, error) {
+	cfg := &config.Config{
+		NodeName:                               c.String("node-name"),
+		NodePoolName:                           c.String("nodepool-name"),
+		WorkingMode:                            c.String("working-mode"),
+		LBMode:                                 c.String("lb-mode"),
+		BindAddress:                            c.String("bind-address"),
+		ServePort:                              c.Int("serve-port"),
+		BindProxyAddress:                       c.String("bind-proxy-address"),
+		ProxyPort:                              c.Int("proxy-port"),
+		ProxySecurePort:                        c.Int("proxy-secure-port"),
+		RootDir:                                c.String("root-dir"),
+		DiskCachePath:                          c.String("disk-cache-path"),
+		EnableDummyIf:                          c.Bool("enable-dummy-if"),
+		DummyIfName:                            c.String("dummy-if-name"),
+		DummyIfIP:                              net.ParseIP(c.String("dummy-if-ip")),
+		EnableIPTables:                         c.Bool("enable-iptables"),
+		HeartbeatFailedRetry:                   c.Int("heartbeat-failed-retry"),
+		HeartbeatHealthyThreshold:              c.Int("heartbeat-healthy-threshold"),
+		HeartbeatTimeout:                       time.Duration(c.Int("heartbeat-timeout-seconds")) * time.Second,
+		HeartbeatInterval:                      time.Duration(c.Int("heartbeat-interval-seconds")) * time.Second,
+		KubeletHealthGracePeriod:               c.Duration("kubelet-health-grace-period"),
+		GCFrequency:                            time.Duration(c.Int("gc-frequency")) * time.Minute,
+		JoinToken:                              c.String("join-token"),
+		BootstrapFile:                          c.String("bootstrap-file"),
+		DiscoveryTokenCACertHashes:             splitList(c.StringSlice("discovery-token-ca-cert-hash")),
+		DiscoveryTokenUnsafeSkipCAVerification: c.Bool("discovery-token-unsafe-skip-ca-verification"),
+		BootstrapMode:                          c.String("bootstrap-mode"),
+		HubCertOrganizations:                   splitList(c.StringSlice("hub-cert-organizations")),
+		KubeletCAFile:                          c.String("kubelet-ca-file"),
+		KubeletClientCertificate:               c.String("kubelet-client-certificate"),
+		EnableResourceFilter:                   c.Bool("enable-resource-filter"),
+		DisabledResourceFilters:                splitList(c.StringSlice("disabled-resource-filters")),
+		EnableNodePool:                         c.Bool("enable-node-pool"),
+		MaxRequestsInFlight:                    c.Int("max-requests-in-flight"),
+		MinRequestTimeout:                      c.Duration("min-request-timeout"),
+		Profiling:                              c.Bool("profiling"),
+		CertMgrMode:                            c.String("cert-mgr-mode"),
+		AccessServerThroughHub:                 c.Bool("access-server-through-hub"),
+		LogFormat:                              c.String("log-format"),
+		Verbosity:                              c.Int("v"),
+	}
+	if s := c.String("dummy-if-ip"); cfg.DummyIfIP == nil {
+		return nil, &config.FlagError{Flag: "dummy-if-ip", Value: s, Reason: "not an IP address; use a link-local address such as 169.254.2.1"}
+	}
+	addrs, err := config.ParseServerAddrs(c.String("server-addr"))
+	if err != nil {
+		return nil, err
+	}
+	cfg.ServerAddrs = addrs
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// splitList accepts both repeated flags and comma-separated values, as pflag's
+// StringSlice did for OpenYurt.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

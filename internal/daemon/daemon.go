@@ -1,0 +1,63 @@
+// Package daemon runs the hub: it takes a validated config.Config and one logger,
+// starts every part in order, reports readiness to systemd, and shuts everything
+// down in reverse order when its context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/hubserver"
+	"github.com/yurthub/yurthub/internal/sdnotify"
+	"github.com/yurthub/yurthub/internal/version"
+)
+
+// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long.
+const ShutdownTimeout = 10 * time.Second
+
+// Run runs the hub until ctx is cancelled (SIGTERM/SIGINT) or a part fails.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	log.Info("starting yurthub",
+		slog.String("version", version.Version),
+		slog.String("node", cfg.NodeName),
+		slog.String("mode", cfg.WorkingMode),
+		slog.Int("servers", len(cfg.ServerAddrs)))
+
+	if err := os.MkdirAll(cfg.RootDir, 0o700); err != nil {
+		return fmt.Errorf("create --root-dir %s: %w", cfg.RootDir, err)
+	}
+
+	errc := make(chan error, 4)
+	hub := hubserver.New(log)
+	if err := hub.Serve(cfg.ServeAddr(), errc); err != nil {
+		return err
+	}
+
+	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("cannot tell systemd the hub is ready", slog.Any("err", err))
+	} else if sent {
+		log.Info("told systemd the hub is ready")
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", slog.Duration("deadline", ShutdownTimeout))
+	case runErr = <-errc:
+		log.Error("a part of the hub failed, shutting down", slog.Any("err", runErr))
+	}
+	_, _ = sdnotify.Notify(sdnotify.Stopping)
+
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := hub.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("hub server did not stop cleanly", slog.Any("err", err))
+	}
+	log.Info("stopped")
+	return runErr
+}

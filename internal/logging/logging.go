@@ -1,0 +1,21 @@
+// Package logging builds the one *slog.Logger the program passes down.
+package logging
+
+import (
+	"io"
+	"log/slog"
+)
+
+// New returns a logger writing text (default) or JSON records to w. verbosity is
+// klog's -v: 4 and above turn on debug records.
+func New(w io.Writer, format string, verbosity int) *slog.Logger {
+	level := slog.LevelInfo
+	if verbosity >= 4 {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
