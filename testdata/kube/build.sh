@@ -81,7 +81,7 @@ progress() {
   done
 }
 progress & ppid=$!
-trap 'kill $ppid 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $ppid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 flags=(-trimpath -ldflags "-s -w")
 echo "build.sh: building etcd $ETCD_VERSION, kube-apiserver, kube-controller-manager and kubectl $KUBE_VERSION into $out" >&2
