@@ -1,0 +1,180 @@
+package cmd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// referenceFlags is ../shared/REFERENCE.md section 1: every flag OpenYurt's yurthub
+// accepts that we must accept too, with its default as --help shows it ("" = none).
+var referenceFlags = map[string]string{
+	"server-addr":                  "",
+	"node-name":                    "",
+	"nodepool-name":                "",
+	"working-mode":                 `"edge"`,
+	"lb-mode":                      `"rr"`,
+	"bind-address":                 `"127.0.0.1"`,
+	"serve-port":                   "10267",
+	"bind-proxy-address":           `"127.0.0.1"`,
+	"proxy-port":                   "10261",
+	"proxy-secure-port":            "10268",
+	"root-dir":                     `"/var/lib/yurthub"`,
+	"disk-cache-path":              `"/etc/kubernetes/cache/"`,
+	"enable-dummy-if":              "true",
+	"dummy-if-name":                `"yurthub-dummy0"`,
+	"dummy-if-ip":                  `"169.254.2.1"`,
+	"enable-iptables":              "true",
+	"heartbeat-failed-retry":       "3",
+	"heartbeat-healthy-threshold":  "2",
+	"heartbeat-timeout-seconds":    "2",
+	"heartbeat-interval-seconds":   "10",
+	"kubelet-health-grace-period":  "40s",
+	"gc-frequency":                 "120",
+	"join-token":                   "",
+	"bootstrap-file":               "",
+	"discovery-token-ca-cert-hash": "",
+	"discovery-token-unsafe-skip-ca-verification": "false",
+	"bootstrap-mode":             `"token"`,
+	"hub-cert-organizations":     "",
+	"kubelet-ca-file":            `"/etc/kubernetes/pki/ca.crt"`,
+	"kubelet-client-certificate": `"/var/lib/kubelet/pki/kubelet-client-current.pem"`,
+	"enable-resource-filter":     "true",
+	"disabled-resource-filters":  "",
+	"enable-node-pool":           "true",
+	"max-requests-in-flight":     "250",
+	"min-request-timeout":        "30m0s",
+	"profiling":                  "true",
+	"cert-mgr-mode":              `"hubself"`,
+	"access-server-through-hub":  "true",
+	"version":                    "false",
+}
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = Main(append([]string{"yurthub"}, args...), &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelpListsEveryReferenceFlagWithDefault(t *testing.T) {
+	code, out, _ := run("--help")
+	if code != ExitOK {
+		t.Fatalf("--help exited %d", code)
+	}
+	for flag, def := range referenceFlags {
+		re := regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(flag) + `\b.*$`)
+		line := re.FindString(out)
+		if line == "" {
+			t.Errorf("--help does not list --%s", flag)
+			continue
+		}
+		if def != "" && !strings.Contains(line, "(default: "+def+")") {
+			t.Errorf("--%s: help line %q does not show default %s", flag, strings.TrimSpace(line), def)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\s+-v\b`).MatchString(out) {
+		t.Error("--help does not list -v")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run("--version")
+	if code != ExitOK || !strings.HasPrefix(out, "yurthub version ") {
+		t.Fatalf("--version = %d %q", code, out)
+	}
+}
+
+func TestInvalidFlagsFailWithOneLineNamingTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := []string{"--server-addr=https://127.0.0.1:6443", "--node-name=node-a", "--root-dir=" + dir}
+	cases := []struct {
+		name string
+		args []string
+		flag string // the flag the error must name
+		want string // a phrase the error must contain
+	}{
+		{"missing server-addr", []string{"--node-name=n", "--root-dir=" + dir}, "--server-addr", "required"},
+		{"missing node-name", []string{"--server-addr=https://a:6443", "--root-dir=" + dir}, "--node-name", "required"},
+		{"http server-addr", append(ok, "--server-addr=http://127.0.0.1:6443"), "--server-addr", "not an https URL"},
+		{"bare host server-addr", append(ok, "--server-addr=10.0.0.1:6443"), "--server-addr", "not an https URL"},
+		{"one bad among several", append(ok, "--server-addr=https://a:6443,ftp://b"), "--server-addr", "not an https URL"},
+		{"duplicate server", append(ok, "--server-addr=https://a:6443,https://a:6443"), "--server-addr", "listed twice"},
+		{"bad node name", append(ok, "--node-name=Node_A"), "--node-name", "not a valid node name"},
+		{"unknown working-mode", append(ok, "--working-mode=fog"), "--working-mode", "must be one of edge, cloud"},
+		{"unknown lb-mode", append(ok, "--lb-mode=random"), "--lb-mode", "must be one of rr, priority"},
+		{"unknown bootstrap-mode", append(ok, "--bootstrap-mode=magic"), "--bootstrap-mode", "must be one of"},
+		{"unknown log-format", append(ok, "--log-format=xml"), "--log-format", "must be one of text, json"},
+		{"dummy ip in tunnel range", append(ok, "--dummy-if-ip=169.254.31.7"), "--dummy-if-ip", "169.254.31.0/24"},
+		{"dummy ip is calico gateway", append(ok, "--dummy-if-ip=169.254.1.1"), "--dummy-if-ip", "169.254.1.1"},
+		{"dummy ip not an ip", append(ok, "--dummy-if-ip=nope"), "--dummy-if-ip", "not an IP address"},
+		{"dummy if name too long", append(ok, "--dummy-if-name=a-very-long-interface-name"), "--dummy-if-name", "not a valid interface name"},
+		{"port zero", append(ok, "--proxy-port=0"), "--proxy-port", "out of range"},
+		{"port too big", append(ok, "--serve-port=70000"), "--serve-port", "out of range"},
+		{"ports clash", append(ok, "--proxy-secure-port=10261"), "--proxy-secure-port", "clashes with --proxy-port"},
+		{"serve port clashes on same address", append(ok, "--serve-port=10261"), "--proxy-port", "clashes with --serve-port"},
+		{"bind address not an ip", append(ok, "--bind-address=localhost"), "--bind-address", "not an IP address"},
+		{"root-dir is a file", append(ok, "--root-dir="+aFile), "--root-dir", "is not a directory"},
+		{"unreadable bootstrap file", append(ok, "--bootstrap-file="+filepath.Join(dir, "missing")), "--bootstrap-file", "cannot be read"},
+		{"kubeletcertificate without ca", append(ok, "--bootstrap-mode=kubeletcertificate", "--kubelet-ca-file="+filepath.Join(dir, "no-ca"), "--kubelet-client-certificate="+aFile), "--kubelet-ca-file", "cannot be read"},
+		{"kubeletcertificate without cert", append(ok, "--bootstrap-mode=kubeletcertificate", "--kubelet-ca-file="+aFile, "--kubelet-client-certificate="+dir), "--kubelet-client-certificate", "is a directory"},
+		{"bad ca hash", append(ok, "--discovery-token-ca-cert-hash=md5:abc"), "--discovery-token-ca-cert-hash", "sha256:"},
+		{"zero heartbeat interval", append(ok, "--heartbeat-interval-seconds=0"), "--heartbeat-interval-seconds", "greater than zero"},
+		{"negative in-flight", append(ok, "--max-requests-in-flight=-1"), "--max-requests-in-flight", "greater than zero"},
+		{"unknown flag", append(ok, "--no-such-flag"), "-no-such-flag", "not defined"},
+		{"not a number", append(ok, "--proxy-port=abc"), "proxy-port", "invalid value"},
+		{"stray argument", append(ok, "extra"), "extra", "takes only flags"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(tc.args...)
+			if code != ExitUsage {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, ExitUsage, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("want a one-line error, got %d lines:\n%s", len(lines), stderr)
+			}
+			if !strings.HasPrefix(lines[0], "yurthub: ") || !strings.Contains(lines[0], tc.flag) || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("error %q must start with 'yurthub: ', name %s and say %q", lines[0], tc.flag, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidFlagsGiveConfig(t *testing.T) {
+	dir := t.TempDir()
+	var got *configSnapshot
+	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
+	app.Action = func(c *cliContext) error {
+		cfg, err := configFromFlags(c)
+		if err != nil {
+			return err
+		}
+		got = snapshot(cfg)
+		return nil
+	}
+	err := app.Run([]string{"yurthub",
+		"--server-addr=https://10.0.0.1:6443, https://10.0.0.2:6443",
+		"--node-name=edge-1", "--root-dir", dir, "--lb-mode=priority",
+		"--hub-cert-organizations=a,b", "--hub-cert-organizations=c",
+		"--enable-dummy-if=false", "--heartbeat-interval-seconds", "5", "-v=4",
+		"--discovery-token-ca-cert-hash=sha256:" + strings.Repeat("ab", 32),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &configSnapshot{
+		servers: "https://10.0.0.1:6443,https://10.0.0.2:6443", node: "edge-1", lb: "priority",
+		orgs: "a,b,c", dummy: false, interval: "5s", verbosity: 4, cache: filepath.Join(dir, "cache.db"),
+	}
+	if *got != *want {
+		t.Fatalf("config = %+v\nwant     %+v", *got, *want)
+	}
+}
