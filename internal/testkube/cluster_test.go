@@ -1,0 +1,256 @@
+package testkube_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/yurthub/yurthub/internal/testkube"
+)
+
+const (
+	node  = "edge-1"
+	other = "edge-2"
+	ns    = "harness"
+)
+
+func clientFor(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func podNames(t *testing.T, cs kubernetes.Interface, namespace string, opts metav1.ListOptions) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := cs.CoreV1().Pods(namespace).List(ctx, opts)
+	if err != nil {
+		t.Fatalf("list pods in %q (%+v): %v", namespace, opts, err)
+	}
+	var names []string
+	for _, p := range list.Items {
+		names = append(names, p.Namespace+"/"+p.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func whoAmI(t *testing.T, cfg *rest.Config) authnv1.UserInfo {
+	t.Helper()
+	r, err := clientFor(t, cfg).AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SelfSubjectReview: %v", err)
+	}
+	return r.Status.UserInfo
+}
+
+func pod(name, nodeName string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			NodeName:   nodeName,
+			Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/pause:1"}},
+		},
+	}
+}
+
+// TestCluster proves the harness end to end with client-go and kubectl: objects written
+// as admin are visible to the node (within what the Node authorizer allows), to kubectl,
+// after an apiserver restart, and through a second apiserver on the same etcd.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	c := testkube.Start(t, testkube.Options{Nodes: []string{node}})
+	admin := clientFor(t, c.AdminConfig())
+	ctx := context.Background()
+
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	for _, p := range []*corev1.Pod{pod("mine", node), pod("theirs", other)} {
+		if _, err := admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create pod %s: %v", p.Name, err)
+		}
+	}
+	both := []string{ns + "/mine", ns + "/theirs"}
+	if got := podNames(t, admin, ns, metav1.ListOptions{}); !slices.Equal(got, both) {
+		t.Fatalf("admin lists %v, want %v", got, both)
+	}
+	if _, err := admin.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
+		t.Fatalf("admin gets namespace: %v", err)
+	}
+
+	// The node, by static token: its identity, its own pods, and nothing more.
+	if u := whoAmI(t, c.NodeConfig(node)); u.Username != "system:node:"+node || !slices.Contains(u.Groups, "system:nodes") {
+		t.Fatalf("node token authenticates as %+v", u)
+	}
+	nodeCS := clientFor(t, c.NodeConfig(node))
+	own := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}
+	if got, want := podNames(t, nodeCS, "", own), []string{ns + "/mine"}; !slices.Equal(got, want) {
+		t.Fatalf("node lists %v with %s, want %v", got, own.FieldSelector, want)
+	}
+	if _, err := nodeCS.CoreV1().Pods(ns).Get(ctx, "mine", metav1.GetOptions{}); err != nil {
+		t.Fatalf("node gets its own pod: %v", err)
+	}
+	if _, err := nodeCS.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("node lists all pods without RBAC: err = %v, want Forbidden", err)
+	}
+	c.GrantNodeReadAll(t, node)
+	c.GrantNodeReadAll(t, node) // idempotent
+	if got := podNames(t, nodeCS, ns, metav1.ListOptions{}); !slices.Equal(got, both) {
+		t.Fatalf("node with GrantNodeReadAll lists %v, want %v", got, both)
+	}
+
+	// A node client certificate, for a node without a token.
+	certPEM, keyPEM := c.IssueNodeClientCert(other)
+	certCfg := &rest.Config{Host: c.URL(), TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM(), CertData: certPEM, KeyData: keyPEM}}
+	if u := whoAmI(t, certCfg); u.Username != "system:node:"+other || !slices.Contains(u.Groups, "system:nodes") {
+		t.Fatalf("node certificate authenticates as %+v", u)
+	}
+	if got, want := podNames(t, clientFor(t, certCfg), "", metav1.ListOptions{FieldSelector: "spec.nodeName=" + other}), []string{ns + "/theirs"}; !slices.Equal(got, want) {
+		t.Fatalf("%s by certificate lists %v, want %v", other, got, want)
+	}
+
+	// A bootstrap token.
+	tok := c.CreateBootstrapToken(t)
+	id, _, _ := strings.Cut(tok, ".")
+	if u := whoAmI(t, &rest.Config{Host: c.URL(), BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM()}}); u.Username != "system:bootstrap:"+id || !slices.Contains(u.Groups, "system:bootstrappers") {
+		t.Fatalf("bootstrap token authenticates as %+v", u)
+	}
+
+	// kubectl with the admin kubeconfig.
+	out := c.Kubectl(t, "get", "pods", "-A", "-o", "name")
+	for _, want := range []string{"pod/mine", "pod/theirs"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("kubectl get pods -A lacks %s:\n%s", want, out)
+		}
+	}
+
+	// Cut the cloud and bring it back on the same URL.
+	s := c.APIServer()
+	url := s.URL()
+	s.Stop(t)
+	if s.Running() {
+		t.Fatal("apiserver still running after Stop")
+	}
+	down := clientFor(t, &rest.Config{Host: url, BearerToken: c.AdminToken(), TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM()}, Timeout: 5 * time.Second})
+	if _, err := down.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		t.Fatal("listing pods succeeded while the apiserver was stopped")
+	}
+	s.Start(t)
+	if s.URL() != url {
+		t.Fatalf("restarted apiserver moved from %s to %s", url, s.URL())
+	}
+	if got := podNames(t, admin, ns, metav1.ListOptions{}); !slices.Equal(got, both) {
+		t.Fatalf("after restart admin lists %v, want %v", got, both)
+	}
+	if got := podNames(t, nodeCS, "", own); !slices.Equal(got, []string{ns + "/mine"}) {
+		t.Fatalf("after restart node lists %v", got)
+	}
+
+	// A second apiserver on the same etcd serves the same objects, both ways.
+	extra := c.StartExtraAPIServer(t)
+	if extra.URL() == url {
+		t.Fatalf("extra apiserver shares the primary's URL %s", url)
+	}
+	extraCfg := c.AdminConfig()
+	extraCfg.Host = extra.URL()
+	extraCS := clientFor(t, extraCfg)
+	if got := podNames(t, extraCS, ns, metav1.ListOptions{}); !slices.Equal(got, both) {
+		t.Fatalf("extra apiserver lists %v, want %v", got, both)
+	}
+	if _, err := extraCS.CoreV1().Pods(ns).Create(ctx, pod("via-extra", node), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod through the extra apiserver: %v", err)
+	}
+	if got, want := podNames(t, nodeCS, "", own), []string{ns + "/mine", ns + "/via-extra"}; !slices.Equal(got, want) {
+		t.Fatalf("primary shows the node %v, want %v", got, want)
+	}
+	s.Stop(t) // the extra one keeps serving while the primary is down
+	if got := podNames(t, extraCS, ns, metav1.ListOptions{}); len(got) != 3 {
+		t.Fatalf("extra apiserver with the primary down lists %v", got)
+	}
+}
+
+// TestControllerManager checks kube-controller-manager: it creates service accounts and
+// signs an approved kubelet client CSR with the cluster CA.
+func TestControllerManager(t *testing.T) {
+	t.Parallel()
+	c := testkube.Start(t, testkube.Options{ControllerManager: true})
+	admin := clientFor(t, c.AdminConfig())
+	ctx := context.Background()
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := &certv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-csr-test"},
+		Spec: certv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certv1.KubeAPIServerClientKubeletSignerName,
+			Usages:     []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth},
+		},
+	}
+	csr, err = admin.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create CSR: %v", err)
+	}
+	csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
+		Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test", Message: "approved by the harness test",
+	})
+	if _, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("approve CSR: %v", err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	var signed []byte
+	for len(signed) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("kube-controller-manager did not sign the approved CSR within a minute")
+		}
+		time.Sleep(200 * time.Millisecond)
+		got, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("get CSR: %v", err)
+		}
+		signed = got.Status.Certificate
+	}
+	block, _ := pem.Decode(signed)
+	if block == nil {
+		t.Fatalf("signed certificate is not PEM: %q", signed)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: c.CAPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("CSR certificate does not chain to the cluster CA: %v", err)
+	}
+	if cert.Subject.CommonName != "system:node:"+node {
+		t.Fatalf("signed certificate CN = %q", cert.Subject.CommonName)
+	}
+}
