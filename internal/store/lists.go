@@ -1,0 +1,413 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/yurthub/yurthub/internal/store/schema"
+)
+
+var memberMark = []byte{1}
+
+// viewTx is one list view inside a write transaction.
+type viewTx struct {
+	objs    *bolt.Bucket // the component/resource objects bucket
+	lists   *bolt.Bucket // the component/resource lists bucket
+	key     []byte       // the view's key in lists
+	members *bolt.Bucket
+	b       *bolt.Bucket
+	info    schema.ListInfo
+	existed bool
+}
+
+func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
+	objs, err := objectsBucket(tx, true, k.Component, k.Resource)
+	if err != nil {
+		return nil, err
+	}
+	lists, err := listsBucket(tx, true, k.Component, k.Resource)
+	if err != nil {
+		return nil, err
+	}
+	v := &viewTx{objs: objs, lists: lists, key: schema.ViewKey(k.Namespace, k.Selector)}
+	v.b = lists.Bucket(v.key)
+	if v.b != nil {
+		v.existed = true
+		if raw := v.b.Get(schema.KeyInfo); raw != nil {
+			if v.info, err = schema.DecodeListInfo(raw); err != nil {
+				return nil, fmt.Errorf("%w: %s info: %v", ErrCorrupt, k, err)
+			}
+		}
+	} else if v.b, err = lists.CreateBucket(v.key); err != nil {
+		return nil, fmt.Errorf("create list view %s: %w", k, err)
+	}
+	if v.members, err = v.b.CreateBucketIfNotExists(schema.BucketMembers); err != nil {
+		return nil, fmt.Errorf("create list members %s: %w", k, err)
+	}
+	return v, nil
+}
+
+func (v *viewTx) saveInfo() error { return v.b.Put(schema.KeyInfo, schema.EncodeListInfo(v.info)) }
+
+// heldElsewhere reports whether another view of the same component/resource covers objKey.
+func (v *viewTx) heldElsewhere(objKey []byte) bool {
+	held := false
+	_ = v.lists.ForEachBucket(func(k []byte) error {
+		if held || bytes.Equal(k, v.key) {
+			return nil
+		}
+		if m := v.lists.Bucket(k).Bucket(schema.BucketMembers); m != nil && m.Get(objKey) != nil {
+			held = true
+		}
+		return nil
+	})
+	return held
+}
+
+// drop removes objKey from the view, and the object itself when no other view covers it.
+func (v *viewTx) drop(objKey []byte) error {
+	if v.members.Get(objKey) != nil {
+		if err := v.members.Delete(objKey); err != nil {
+			return err
+		}
+		v.info.Count--
+	}
+	if !v.heldElsewhere(objKey) {
+		return v.objs.Delete(objKey)
+	}
+	return nil
+}
+
+// upsert stores o unless the stored copy is newer, and adds it to the view.
+// It reports stale when the stored copy is newer (then nothing changes).
+func (v *viewTx) upsert(o Object, enc byte, requireFresh bool) (stale bool, err error) {
+	key := schema.ObjectKey(o.Namespace, o.Name)
+	write := true
+	if old := v.objs.Get(key); old != nil {
+		if _, rv, _, derr := schema.DecodeObject(old); derr == nil {
+			if rv > o.ResourceVersion {
+				if requireFresh {
+					return true, nil
+				}
+				write = false // a list older than another view's watch keeps the newer copy
+			} else if rv == o.ResourceVersion && o.ResourceVersion != 0 {
+				write = false
+			}
+		}
+	}
+	if write {
+		if err := v.objs.Put(key, schema.EncodeObject(enc, o.ResourceVersion, o.Data)); err != nil {
+			return false, err
+		}
+	}
+	if v.members.Get(key) == nil {
+		if err := v.members.Put(key, memberMark); err != nil {
+			return false, err
+		}
+		v.info.Count++
+	}
+	return false, nil
+}
+
+func (s *Store) checkListObject(k ListKey, o Object) (byte, error) {
+	if err := checkNames(o.Namespace, o.Name); err != nil {
+		return 0, fmt.Errorf("%s: %w", k, err)
+	}
+	if k.Namespace != "" && o.Namespace != k.Namespace {
+		return 0, fmt.Errorf("%w: %s: object %s/%s is outside the list's namespace", ErrInvalid, k, o.Namespace, o.Name)
+	}
+	return encodingByte(o.Encoding)
+}
+
+// replaceTx makes the view exactly the objects next yields, at rv.
+func (s *Store) replaceTx(tx *bolt.Tx, k ListKey, rv uint64, next func() (Object, bool, error)) error {
+	v, err := openViewTx(tx, k)
+	if err != nil {
+		return err
+	}
+	fresh := make(map[string]struct{})
+	for {
+		o, ok, err := next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		enc, err := s.checkListObject(k, o)
+		if err != nil {
+			return err
+		}
+		if _, err := v.upsert(o, enc, false); err != nil {
+			return err
+		}
+		fresh[string(schema.ObjectKey(o.Namespace, o.Name))] = struct{}{}
+	}
+	var gone [][]byte
+	_ = v.members.ForEach(func(key, _ []byte) error {
+		if _, ok := fresh[string(key)]; !ok {
+			gone = append(gone, bytes.Clone(key))
+		}
+		return nil
+	})
+	for _, key := range gone {
+		if err := v.drop(key); err != nil {
+			return err
+		}
+	}
+	v.info = schema.ListInfo{ResourceVersion: rv, SyncedAt: s.opts.Now().UTC(), Count: len(fresh), Complete: true}
+	return v.saveInfo()
+}
+
+// ReplaceList atomically makes the view exactly objs at resourceVersion rv (readers
+// see the old set or the new one). Objects other views hold at a newer
+// resourceVersion keep their newer bytes.
+func (s *Store) ReplaceList(ctx context.Context, k ListKey, rv uint64, objs []Object) error {
+	if err := checkListKey(k); err != nil {
+		return err
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	i := 0
+	return s.update(func(tx *bolt.Tx) error {
+		i = 0
+		return s.replaceTx(tx, k, rv, func() (Object, bool, error) {
+			if i == len(objs) {
+				return Object{}, false, nil
+			}
+			i++
+			return objs[i-1], true, nil
+		})
+	})
+}
+
+// ListWriter streams a list replacement: Add each item as it is decoded from the
+// response, then Commit with the list's resourceVersion (one transaction), or Abort.
+// Items are spooled to an unlinked temporary file next to the cache, so a 10k-object
+// list is never held in memory and a crash leaves nothing behind.
+type ListWriter struct {
+	s    *Store
+	ctx  context.Context
+	key  ListKey
+	f    *os.File
+	w    *bufio.Writer
+	n    int
+	err  error
+	done bool
+	hdr  [3*binary.MaxVarintLen64 + 8 + 1]byte
+}
+
+// BeginList starts a streaming replacement of view k.
+func (s *Store) BeginList(ctx context.Context, k ListKey) (*ListWriter, error) {
+	if err := checkListKey(k); err != nil {
+		return nil, err
+	}
+	if s.opts.ReadOnly {
+		return nil, fmt.Errorf("cache %s is open read-only", s.path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(s.path), ".list-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("list %s: create spool file: %w", k, err)
+	}
+	_ = os.Remove(f.Name()) // unlinked: gone with the process, whatever happens
+	return &ListWriter{s: s, ctx: ctx, key: k, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+// Add appends one item (its Data is copied; the caller may reuse it).
+func (w *ListWriter) Add(o Object) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.done {
+		return errors.New("list writer already committed or aborted")
+	}
+	enc, err := w.s.checkListObject(w.key, o)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	h := w.hdr[:0]
+	h = binary.AppendUvarint(h, uint64(len(o.Namespace)))
+	h = binary.AppendUvarint(h, uint64(len(o.Name)))
+	h = binary.AppendUvarint(h, uint64(len(o.Data)))
+	h = binary.BigEndian.AppendUint64(h, o.ResourceVersion)
+	h = append(h, enc)
+	_, _ = w.w.Write(h)
+	_, _ = w.w.WriteString(o.Namespace)
+	_, _ = w.w.WriteString(o.Name)
+	if _, err := w.w.Write(o.Data); err != nil {
+		w.err = fmt.Errorf("list %s: spool: %w", w.key, err)
+		return w.err
+	}
+	w.n++
+	return nil
+}
+
+// Len is the number of items added so far.
+func (w *ListWriter) Len() int { return w.n }
+
+// Commit replaces the view with the added items at resourceVersion rv, atomically.
+func (w *ListWriter) Commit(rv uint64) error {
+	if w.err != nil {
+		w.Abort()
+		return w.err
+	}
+	if w.done {
+		return errors.New("list writer already committed or aborted")
+	}
+	defer w.Abort()
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("list %s: spool: %w", w.key, err)
+	}
+	if err := ctxErr(w.ctx); err != nil {
+		return err
+	}
+	return w.s.update(func(tx *bolt.Tx) error {
+		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		r := bufio.NewReaderSize(w.f, 256<<10)
+		read := 0
+		return w.s.replaceTx(tx, w.key, rv, func() (Object, bool, error) {
+			if read == w.n {
+				return Object{}, false, nil
+			}
+			read++
+			o, err := readSpooled(r)
+			if err != nil {
+				return Object{}, false, fmt.Errorf("list %s: read spool: %w", w.key, err)
+			}
+			return o, true, nil
+		})
+	})
+}
+
+func readSpooled(r *bufio.Reader) (Object, error) {
+	var ls [3]uint64
+	for i := range ls {
+		v, err := binary.ReadUvarint(r)
+		if err != nil {
+			return Object{}, err
+		}
+		ls[i] = v
+	}
+	var fixed [9]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return Object{}, err
+	}
+	buf := make([]byte, ls[0]+ls[1]+ls[2])
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return Object{}, err
+	}
+	return Object{
+		Namespace:       string(buf[:ls[0]]),
+		Name:            string(buf[ls[0] : ls[0]+ls[1]]),
+		Data:            buf[ls[0]+ls[1]:],
+		ResourceVersion: binary.BigEndian.Uint64(fixed[:8]),
+		Encoding:        encodingOf(fixed[8]),
+	}, nil
+}
+
+// Abort discards the spooled items; the view is unchanged. Safe to call twice and
+// after Commit.
+func (w *ListWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	_ = w.f.Close()
+}
+
+// List calls fn for every object of view k, in namespace/name order, inside one
+// read transaction (a consistent snapshot), and returns the view's info.
+// Object.Data aliases the file and is valid only during fn. ErrNotSynced if the view
+// was never listed or watched. An error from fn stops the walk and is returned.
+func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (ListInfo, error) {
+	if err := checkListKey(k); err != nil {
+		return ListInfo{}, err
+	}
+	var info ListInfo
+	err := s.view(func(tx *bolt.Tx) error {
+		lists, _ := listsBucket(tx, false, k.Component, k.Resource)
+		var vb *bolt.Bucket
+		if lists != nil {
+			vb = lists.Bucket(schema.ViewKey(k.Namespace, k.Selector))
+		}
+		if vb == nil {
+			return fmt.Errorf("%s: %w", k, ErrNotSynced)
+		}
+		li, err := schema.DecodeListInfo(vb.Get(schema.KeyInfo))
+		if err != nil {
+			return fmt.Errorf("%w: %s info: %v", ErrCorrupt, k, err)
+		}
+		info = ListInfo(li)
+		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		members := vb.Bucket(schema.BucketMembers)
+		if members == nil || fn == nil {
+			return nil
+		}
+		c := members.Cursor()
+		for key, _ := c.First(); key != nil; key, _ = c.Next() {
+			if err := ctxErr(ctx); err != nil {
+				return err
+			}
+			var v []byte
+			if objs != nil {
+				v = objs.Get(key)
+			}
+			if v == nil {
+				return fmt.Errorf("%w: %s: member %s has no object", ErrCorrupt, k, key)
+			}
+			enc, rv, data, err := schema.DecodeObject(v)
+			if err != nil {
+				return fmt.Errorf("%w: %s: object %s: %v", ErrCorrupt, k, key, err)
+			}
+			ns, name, _ := schema.ParseObjectKey(key)
+			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return info, err
+}
+
+// GetListInfo returns a view's info without reading its objects.
+func (s *Store) GetListInfo(ctx context.Context, k ListKey) (ListInfo, error) {
+	return s.List(ctx, k, nil)
+}
+
+// MarkIncomplete records that view k fell behind (a watch gap, a failed relist): it
+// keeps its objects but List reports Complete false with the reason until the next
+// full ReplaceList. ErrNotSynced if the view does not exist.
+func (s *Store) MarkIncomplete(ctx context.Context, k ListKey, reason string) error {
+	if err := checkListKey(k); err != nil {
+		return err
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		lists, _ := listsBucket(tx, false, k.Component, k.Resource)
+		if lists == nil || lists.Bucket(schema.ViewKey(k.Namespace, k.Selector)) == nil {
+			return fmt.Errorf("%s: %w", k, ErrNotSynced)
+		}
+		v, err := openViewTx(tx, k)
+		if err != nil {
+			return err
+		}
+		v.info.Complete = false
+		v.info.Reason = reason
+		return v.saveInfo()
+	})
+}

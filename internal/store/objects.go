@@ -1,0 +1,218 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/yurthub/yurthub/internal/store/schema"
+)
+
+func checkResource(component string, r Resource) error {
+	if component == "" {
+		return fmt.Errorf("%w: empty component", ErrInvalid)
+	}
+	if strings.ContainsAny(component, "/") {
+		return fmt.Errorf("%w: component %q contains '/'", ErrInvalid, component)
+	}
+	if r.Resource == "" || r.Version == "" || strings.Contains(r.Resource+r.Version+r.Group, "/") {
+		return fmt.Errorf("%w: resource %+v needs a resource and a version, without '/'", ErrInvalid, r)
+	}
+	return nil
+}
+
+func checkNames(namespace, name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty object name", ErrInvalid)
+	}
+	if strings.ContainsAny(namespace, "/?") || strings.Contains(name, "/") {
+		return fmt.Errorf("%w: namespace %q / name %q contain '/' or '?'", ErrInvalid, namespace, name)
+	}
+	return nil
+}
+
+func checkObjectKey(k ObjectKey) error {
+	if err := checkResource(k.Component, k.Resource); err != nil {
+		return err
+	}
+	return checkNames(k.Namespace, k.Name)
+}
+
+func checkListKey(k ListKey) error {
+	if err := checkResource(k.Component, k.Resource); err != nil {
+		return err
+	}
+	if strings.ContainsAny(k.Namespace, "/?") {
+		return fmt.Errorf("%w: namespace %q contains '/' or '?'", ErrInvalid, k.Namespace)
+	}
+	return nil
+}
+
+func encodingByte(e Encoding) (byte, error) {
+	switch e {
+	case EncodingJSON, "":
+		return schema.EncodingJSON, nil
+	case EncodingProtobuf:
+		return schema.EncodingProto, nil
+	}
+	return 0, fmt.Errorf("%w: unknown encoding %q (json or protobuf)", ErrInvalid, e)
+}
+
+func encodingOf(b byte) Encoding {
+	if b == schema.EncodingProto {
+		return EncodingProtobuf
+	}
+	return EncodingJSON
+}
+
+// bucketPath walks (or creates) nested buckets from the top; nil if one is missing.
+func bucketPath(tx *bolt.Tx, create bool, names ...[]byte) (*bolt.Bucket, error) {
+	var b *bolt.Bucket
+	for i, n := range names {
+		var next *bolt.Bucket
+		if i == 0 {
+			next = tx.Bucket(n)
+		} else {
+			next = b.Bucket(n)
+		}
+		if next == nil {
+			if !create {
+				return nil, nil
+			}
+			var err error
+			if i == 0 {
+				next, err = tx.CreateBucketIfNotExists(n)
+			} else {
+				next, err = b.CreateBucketIfNotExists(n)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create bucket %q: %w", n, err)
+			}
+		}
+		b = next
+	}
+	return b, nil
+}
+
+func objectsBucket(tx *bolt.Tx, create bool, component string, r Resource) (*bolt.Bucket, error) {
+	return bucketPath(tx, create, schema.BucketComponents, []byte(component), schema.BucketObjects,
+		schema.ResourceKey(r.Group, r.Version, r.Resource))
+}
+
+func listsBucket(tx *bolt.Tx, create bool, component string, r Resource) (*bolt.Bucket, error) {
+	return bucketPath(tx, create, schema.BucketComponents, []byte(component), schema.BucketLists,
+		schema.ResourceKey(r.Group, r.Version, r.Resource))
+}
+
+func rawBucket(tx *bolt.Tx, create bool, component string) (*bolt.Bucket, error) {
+	return bucketPath(tx, create, schema.BucketComponents, []byte(component), schema.BucketRaw)
+}
+
+// PutObject stores one object (from a GET). An object whose resourceVersion is
+// lower than the stored copy's is refused with ErrStale; an equal one is a no-op.
+func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
+	if err := checkObjectKey(k); err != nil {
+		return err
+	}
+	enc, err := encodingByte(o.Encoding)
+	if err != nil {
+		return err
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b, err := objectsBucket(tx, true, k.Component, k.Resource)
+		if err != nil {
+			return err
+		}
+		key := schema.ObjectKey(k.Namespace, k.Name)
+		if old := b.Get(key); old != nil {
+			if _, rv, _, err := schema.DecodeObject(old); err == nil {
+				if o.ResourceVersion < rv {
+					return fmt.Errorf("%s: resourceVersion %d < cached %d: %w", k, o.ResourceVersion, rv, ErrStale)
+				}
+				if o.ResourceVersion == rv && o.ResourceVersion != 0 {
+					return nil
+				}
+			}
+		}
+		return b.Put(key, schema.EncodeObject(enc, o.ResourceVersion, o.Data))
+	})
+}
+
+// GetObject returns a copy of one cached object, or ErrNotFound.
+func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
+	if err := checkObjectKey(k); err != nil {
+		return Object{}, err
+	}
+	if err := ctxErr(ctx); err != nil {
+		return Object{}, err
+	}
+	var out Object
+	err := s.view(func(tx *bolt.Tx) error {
+		b, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		if b == nil {
+			return fmt.Errorf("%s: %w", k, ErrNotFound)
+		}
+		v := b.Get(schema.ObjectKey(k.Namespace, k.Name))
+		if v == nil {
+			return fmt.Errorf("%s: %w", k, ErrNotFound)
+		}
+		enc, rv, data, err := schema.DecodeObject(v)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, k, err)
+		}
+		out = Object{Namespace: k.Namespace, Name: k.Name, ResourceVersion: rv, Encoding: encodingOf(enc),
+			Data: bytes.Clone(data)}
+		return nil
+	})
+	return out, err
+}
+
+// PutRaw stores a non-resource response (/version, /api, /apis, /apis/<g>/<v>).
+func (s *Store) PutRaw(ctx context.Context, component, path, contentType string, body []byte) error {
+	if component == "" || path == "" {
+		return fmt.Errorf("%w: raw response needs a component and a path", ErrInvalid)
+	}
+	if len(contentType) > 0xffff {
+		return fmt.Errorf("%w: content type too long", ErrInvalid)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b, err := rawBucket(tx, true, component)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(path), schema.EncodeRaw(contentType, body))
+	})
+}
+
+// GetRaw returns a copy of a stored non-resource response, or ErrNotFound.
+func (s *Store) GetRaw(ctx context.Context, component, path string) (contentType string, body []byte, err error) {
+	if err := ctxErr(ctx); err != nil {
+		return "", nil, err
+	}
+	err = s.view(func(tx *bolt.Tx) error {
+		b, _ := rawBucket(tx, false, component)
+		var v []byte
+		if b != nil {
+			v = b.Get([]byte(path))
+		}
+		if v == nil {
+			return fmt.Errorf("%s %s: %w", component, path, ErrNotFound)
+		}
+		ct, bd, err := schema.DecodeRaw(v)
+		if err != nil {
+			return fmt.Errorf("%w: raw %s %s: %v", ErrCorrupt, component, path, err)
+		}
+		contentType, body = ct, bytes.Clone(bd)
+		return nil
+	})
+	return contentType, body, err
+}

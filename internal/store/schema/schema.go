@@ -1,0 +1,196 @@
+// Package schema holds the names and byte encodings of the cache file's buckets and
+// values. The drawn layout lives in package store's doc comment; this package is
+// the single place that spells the names, shared by package store and by the
+// top-level migrations package (which cannot import store: store runs migrations).
+//
+// Every bucket and key name is a package-level []byte. A retired name keeps a
+// "deprecated" prefix here so that a migration can still find and remove it.
+package schema
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Name identifies our files: meta/schema holds it. A file whose meta bucket lacks it
+// is foreign. It changes only on an incompatible change (then old files are moved
+// aside, never read).
+const Name = "yurthub-cache/v1"
+
+// Bucket and key names. See package store for the drawing.
+var (
+	BucketMeta       = []byte("meta")            // top level: schema identity and version
+	KeySchema        = []byte("schema")          // meta: Name
+	KeyVersion       = []byte("version")         // meta: uint64 big-endian, written last by migrations
+	KeyCreated       = []byte("created")         // meta: RFC 3339 time the file was initialised
+	KeyOpenYurtInput = []byte("openyurt-import") // meta: one line describing the OpenYurt import
+
+	BucketComponents = []byte("components") // top level: one bucket per component
+	BucketObjects    = []byte("objects")    // component: one bucket per resource
+	BucketLists      = []byte("lists")      // component: one bucket per resource, then per view
+	BucketRaw        = []byte("raw")        // component: non-resource responses by path
+	BucketMembers    = []byte("members")    // list view: object keys it covers
+	KeyInfo          = []byte("info")       // list view: ListInfo record
+)
+
+// ResourceKey is the bucket name of a resource: "<group>/<version>/<resource>", with
+// the core group spelled "core" (a real API group always contains a dot, so this
+// cannot clash).
+func ResourceKey(group, version, resource string) []byte {
+	if group == "" {
+		group = "core"
+	}
+	return []byte(group + "/" + version + "/" + resource)
+}
+
+// ParseResourceKey is the inverse of ResourceKey.
+func ParseResourceKey(k []byte) (group, version, resource string, err error) {
+	parts := strings.Split(string(k), "/")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return "", "", "", fmt.Errorf("resource key %q is not group/version/resource", k)
+	}
+	if parts[0] == "core" {
+		parts[0] = ""
+	}
+	return parts[0], parts[1], parts[2], nil
+}
+
+// ObjectKey is an object's key in its resource bucket (and in list members):
+// "<namespace>/<name>", "/<name>" when cluster-scoped. Neither part can contain '/'.
+func ObjectKey(namespace, name string) []byte { return []byte(namespace + "/" + name) }
+
+// ParseObjectKey is the inverse of ObjectKey.
+func ParseObjectKey(k []byte) (namespace, name string, err error) {
+	i := strings.IndexByte(string(k), '/')
+	if i < 0 {
+		return "", "", fmt.Errorf("object key %q has no '/'", k)
+	}
+	return string(k[:i]), string(k[i+1:]), nil
+}
+
+// ViewKey is a list view's bucket name: "<namespace>?<selector>" (a namespace cannot
+// contain '?'; the selector is canonical and may contain anything).
+func ViewKey(namespace, selector string) []byte { return []byte(namespace + "?" + selector) }
+
+// ParseViewKey is the inverse of ViewKey.
+func ParseViewKey(k []byte) (namespace, selector string, err error) {
+	i := strings.IndexByte(string(k), '?')
+	if i < 0 {
+		return "", "", fmt.Errorf("list view key %q has no '?'", k)
+	}
+	return string(k[:i]), string(k[i+1:]), nil
+}
+
+// Object record: [1 format=1][1 encoding][8 resourceVersion BE][data...].
+const (
+	recordFormat    = 1
+	recordHeaderLen = 10
+	EncodingJSON    = 'j'
+	EncodingProto   = 'p'
+)
+
+// ErrBadRecord is returned for a value that does not decode.
+var ErrBadRecord = errors.New("malformed record")
+
+// EncodeObject builds an object record. The result is a new slice (bbolt keeps a
+// reference to values until the transaction ends, so never reuse it).
+func EncodeObject(encoding byte, rv uint64, data []byte) []byte {
+	b := make([]byte, recordHeaderLen+len(data))
+	b[0] = recordFormat
+	b[1] = encoding
+	binary.BigEndian.PutUint64(b[2:10], rv)
+	copy(b[recordHeaderLen:], data)
+	return b
+}
+
+// DecodeObject splits a record; data aliases v.
+func DecodeObject(v []byte) (encoding byte, rv uint64, data []byte, err error) {
+	if len(v) < recordHeaderLen || v[0] != recordFormat || (v[1] != EncodingJSON && v[1] != EncodingProto) {
+		return 0, 0, nil, ErrBadRecord
+	}
+	return v[1], binary.BigEndian.Uint64(v[2:10]), v[recordHeaderLen:], nil
+}
+
+// ListInfo record: [1 format=1][8 rv][8 syncedAt unix ns][8 count][1 complete][reason...].
+type ListInfo struct {
+	ResourceVersion uint64
+	SyncedAt        time.Time
+	Count           int
+	Complete        bool
+	Reason          string
+}
+
+// EncodeListInfo builds a list info record.
+func EncodeListInfo(li ListInfo) []byte {
+	b := make([]byte, 26+len(li.Reason))
+	b[0] = recordFormat
+	binary.BigEndian.PutUint64(b[1:9], li.ResourceVersion)
+	var ns int64
+	if !li.SyncedAt.IsZero() {
+		ns = li.SyncedAt.UnixNano()
+	}
+	binary.BigEndian.PutUint64(b[9:17], uint64(ns))
+	binary.BigEndian.PutUint64(b[17:25], uint64(li.Count))
+	if li.Complete {
+		b[25] = 1
+	}
+	copy(b[26:], li.Reason)
+	return b
+}
+
+// DecodeListInfo parses a list info record.
+func DecodeListInfo(v []byte) (ListInfo, error) {
+	if len(v) < 26 || v[0] != recordFormat {
+		return ListInfo{}, ErrBadRecord
+	}
+	li := ListInfo{
+		ResourceVersion: binary.BigEndian.Uint64(v[1:9]),
+		Count:           int(binary.BigEndian.Uint64(v[17:25])),
+		Complete:        v[25] == 1,
+		Reason:          string(v[26:]),
+	}
+	if ns := int64(binary.BigEndian.Uint64(v[9:17])); ns != 0 {
+		li.SyncedAt = time.Unix(0, ns).UTC()
+	}
+	return li, nil
+}
+
+// Raw record: [1 format=1][2 content-type length BE][content type][body...].
+func EncodeRaw(contentType string, body []byte) []byte {
+	b := make([]byte, 3+len(contentType)+len(body))
+	b[0] = recordFormat
+	binary.BigEndian.PutUint16(b[1:3], uint16(len(contentType)))
+	copy(b[3:], contentType)
+	copy(b[3+len(contentType):], body)
+	return b
+}
+
+// DecodeRaw splits a raw record; body aliases v.
+func DecodeRaw(v []byte) (contentType string, body []byte, err error) {
+	if len(v) < 3 || v[0] != recordFormat {
+		return "", nil, ErrBadRecord
+	}
+	n := int(binary.BigEndian.Uint16(v[1:3]))
+	if len(v) < 3+n {
+		return "", nil, ErrBadRecord
+	}
+	return string(v[3 : 3+n]), v[3+n:], nil
+}
+
+// Uint64 encodes a version counter.
+func Uint64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// ParseUint64 decodes a version counter.
+func ParseUint64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, ErrBadRecord
+	}
+	return binary.BigEndian.Uint64(b), nil
+}

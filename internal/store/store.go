@@ -1,0 +1,272 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/yurthub/yurthub/internal/store/schema"
+	"github.com/yurthub/yurthub/migrations"
+)
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// ReadOnly opens the file shared, read-only (hubctl on a stopped node): nothing is
+	// moved aside, migrated or written; a damaged file is an error.
+	ReadOnly bool
+	// LockTimeout bounds the wait for bbolt's file lock (default 5s; ErrLocked after).
+	LockTimeout time.Duration
+	// MaxBatchDelay bounds how long a group commit waits for more events after the
+	// first one arrives (default 5ms).
+	MaxBatchDelay time.Duration
+	// MaxBatchEvents starts a group commit as soon as this many events wait (default 4096).
+	MaxBatchEvents int
+	// OpenYurtCacheDir is OpenYurt's --disk-cache-path; a migration imports it once.
+	OpenYurtCacheDir string
+	// NoSync skips fsync (tests and benchmarks of the in-memory path only; never in
+	// production: a power loss could then tear the file).
+	NoSync bool
+	// Log receives open/recovery/migration messages (default: discard).
+	Log *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 5 * time.Second
+	}
+	if o.MaxBatchDelay <= 0 {
+		o.MaxBatchDelay = 5 * time.Millisecond
+	}
+	if o.MaxBatchEvents <= 0 {
+		o.MaxBatchEvents = 4096
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Store is the cache. All methods are safe for concurrent use.
+type Store struct {
+	path string
+	opts Options
+	db   *bolt.DB
+	log  *slog.Logger
+
+	batchc    chan *batchReq
+	closeOnce sync.Once
+	closing   chan struct{}
+	done      chan struct{}
+	mu        sync.RWMutex // held for reading by calls in flight, for writing by Close
+	closed    bool
+}
+
+// Path is the cache file's path.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the bbolt handle for migrations tests and consistency checks; the
+// proxy never needs it.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// Open opens (creating, mode 0600) the cache file at path. See the package doc for
+// what happens to a damaged, newer or foreign file.
+func Open(path string, opts Options) (*Store, error) {
+	opts.defaults()
+	s := &Store{path: path, opts: opts, log: opts.Log.With(slog.String("cache", path))}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create the cache directory for %s: %w", path, err)
+		}
+	}
+	db, err := s.openChecked()
+	if err != nil && !opts.ReadOnly && !errors.Is(err, ErrLocked) && errors.Is(err, ErrCorrupt) {
+		if merr := s.moveAside(err); merr != nil {
+			return nil, merr
+		}
+		db, err = s.openChecked()
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if !opts.ReadOnly {
+		from, to, err := s.migrate()
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if from != to {
+			s.log.Info("cache schema migrated", slog.Uint64("from", from), slog.Uint64("to", to))
+		}
+		_ = os.Chmod(path, 0o600) // an existing file with a wider mode is narrowed
+	}
+	s.batchc = make(chan *batchReq)
+	s.closing = make(chan struct{})
+	s.done = make(chan struct{})
+	if opts.ReadOnly {
+		close(s.done)
+	} else {
+		go s.committer()
+	}
+	return s, nil
+}
+
+// openChecked opens the bbolt file, checks its pages and identifies the schema.
+// Damage and foreign/newer files come back wrapping ErrCorrupt.
+func (s *Store) openChecked() (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, fmt.Errorf("%w: %s: bbolt panicked while opening: %v", ErrCorrupt, s.path, r)
+		}
+	}()
+	if s.opts.ReadOnly {
+		if _, err := os.Stat(s.path); err != nil {
+			return nil, fmt.Errorf("cache file %s: %w", s.path, err)
+		}
+	}
+	bopts := &bolt.Options{
+		Timeout:      s.opts.LockTimeout,
+		ReadOnly:     s.opts.ReadOnly,
+		NoSync:       s.opts.NoSync,
+		FreelistType: bolt.FreelistMapType,
+	}
+	if !s.opts.ReadOnly {
+		bopts.InitialMmapSize = 256 << 20 // address space only: writers rarely wait on a remap
+	}
+	db, err = bolt.Open(s.path, 0o600, bopts)
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s (waited %s; is yurthub running? use its admin socket)", ErrLocked, s.path, s.opts.LockTimeout)
+		}
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open cache file: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		for cerr := range tx.Check() {
+			return cerr // the first problem is enough to condemn the file
+		}
+		return identify(tx)
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
+	}
+	return db, nil
+}
+
+// identify accepts an empty file, or one of ours at a version this binary knows.
+func identify(tx *bolt.Tx) error {
+	meta := tx.Bucket(schema.BucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return errors.New("not a yurthub cache (no meta bucket): foreign bbolt file")
+		}
+		return nil
+	}
+	if name := meta.Get(schema.KeySchema); string(name) != schema.Name {
+		return fmt.Errorf("not a yurthub cache (schema %q, want %q)", name, schema.Name)
+	}
+	if v := meta.Get(schema.KeyVersion); v != nil {
+		ver, err := schema.ParseUint64(v)
+		if err != nil {
+			return fmt.Errorf("meta/version: %v", err)
+		}
+		if ver > migrations.Latest() {
+			return fmt.Errorf("schema version %d is newer than this binary's %d (downgraded?)", ver, migrations.Latest())
+		}
+	}
+	return nil
+}
+
+func (s *Store) moveAside(reason error) error {
+	aside := fmt.Sprintf("%s.corrupt-%s", s.path, s.opts.Now().UTC().Format("20060102T150405.000Z"))
+	if err := os.Rename(s.path, aside); err != nil {
+		return fmt.Errorf("cache file %s is unusable (%v) and cannot be moved aside: %w", s.path, reason, err)
+	}
+	s.log.Warn("cache file unusable: moved aside, starting with an empty cache (it refills from the cloud)",
+		slog.String("moved_to", aside), slog.String("reason", reason.Error()))
+	return nil
+}
+
+func (s *Store) migrate() (from, to uint64, err error) {
+	env := migrations.Env{OpenYurtCacheDir: s.opts.OpenYurtCacheDir, Log: s.log, Now: s.opts.Now}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: bbolt panicked during migration: %v", ErrCorrupt, s.path, r)
+		}
+	}()
+	from, to, err = migrations.Run(s.db, env)
+	if err != nil {
+		return from, to, fmt.Errorf("migrate cache %s: %w", s.path, err)
+	}
+	return from, to, nil
+}
+
+// Close waits for the group commit in flight, then closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.done
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// view and update run fn in a transaction, turning a bbolt panic into ErrCorrupt.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	defer recoverCorrupt(&err, s.path)
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	if s.opts.ReadOnly {
+		return fmt.Errorf("cache %s is open read-only", s.path)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	defer recoverCorrupt(&err, s.path)
+	return s.db.Update(fn)
+}
+
+func recoverCorrupt(err *error, path string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s: bbolt panicked: %v", ErrCorrupt, path, r)
+	}
+}
+
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Err()
+}
