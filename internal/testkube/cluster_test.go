@@ -108,8 +108,16 @@ func TestCluster(t *testing.T) {
 	if got, want := podNames(t, nodeCS, "", own), []string{ns + "/mine"}; !slices.Equal(got, want) {
 		t.Fatalf("node lists %v with %s, want %v", got, own.FieldSelector, want)
 	}
-	if _, err := nodeCS.CoreV1().Pods(ns).Get(ctx, "mine", metav1.GetOptions{}); err != nil {
-		t.Fatalf("node gets its own pod: %v", err)
+	// The Node authorizer learns pod-to-node edges from an informer, so a get right after
+	// the create may be refused for a moment.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := nodeCS.CoreV1().Pods(ns).Get(ctx, "mine", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			t.Fatalf("node gets its own pod: %v", err)
+		}
 	}
 	if _, err := nodeCS.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("node lists all pods without RBAC: err = %v, want Forbidden", err)

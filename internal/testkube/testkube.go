@@ -50,6 +50,8 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -674,6 +676,57 @@ func (c *Cluster) GrantNodeReadAll(t testing.TB, node string) {
 	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("testkube: create ClusterRoleBinding %s: %v", binding.Name, err)
 	}
+	// RBAC is served from an informer cache: wait until the grant is in effect, on every
+	// running apiserver, so the caller's next request is allowed.
+	for _, s := range c.runningAPIServers() {
+		cfg := c.AdminConfig()
+		cfg.Host = s.URL()
+		cs := kubernetes.NewForConfigOrDie(cfg)
+		waitFor(t, "RBAC grant for system:node:"+node+" on "+s.URL(), func(ctx context.Context) error {
+			r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+				User:               "system:node:" + node,
+				Groups:             []string{"system:nodes", "system:authenticated"},
+				ResourceAttributes: &authzv1.ResourceAttributes{Verb: "watch", Resource: "pods"},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			if !r.Status.Allowed {
+				return fmt.Errorf("not allowed yet: %s", r.Status.Reason)
+			}
+			return nil
+		})
+	}
+}
+
+func (c *Cluster) runningAPIServers() []*APIServer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*APIServer
+	for _, s := range c.apiservers {
+		if s.Running() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitFor polls check every 100ms for up to 30s and fails the test if it never succeeds.
+func waitFor(t testing.TB, what string, check func(context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := check(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testkube: waiting for %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // CreateBootstrapToken creates a bootstrap token Secret in kube-system that
@@ -710,7 +763,19 @@ func (c *Cluster) CreateBootstrapToken(t testing.TB) string {
 	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("testkube: create bootstrap token: %v", err)
 	}
-	return id + "." + secret
+	token := id + "." + secret
+	// The bootstrap-token authenticator reads Secrets from an informer cache: wait until
+	// every running apiserver accepts the token.
+	for _, s := range c.runningAPIServers() {
+		cfg := c.tokenConfig(token)
+		cfg.Host = s.URL()
+		cs := kubernetes.NewForConfigOrDie(cfg)
+		waitFor(t, "bootstrap token "+id+" on "+s.URL(), func(ctx context.Context) error {
+			_, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	return token
 }
 
 type kubeconfigUser struct {
