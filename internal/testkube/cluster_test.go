@@ -196,6 +196,18 @@ func TestCluster(t *testing.T) {
 	if got := podNames(t, extraCS, ns, metav1.ListOptions{}); len(got) != 3 {
 		t.Fatalf("extra apiserver with the primary down lists %v", got)
 	}
+
+	// Pause: the apiserver hangs instead of refusing; Resume brings it back.
+	extra.Pause(t)
+	hungCfg := rest.CopyConfig(extraCfg)
+	hungCfg.Timeout = time.Second
+	if _, err := clientFor(t, hungCfg).CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		t.Fatal("a paused apiserver answered")
+	}
+	extra.Resume(t)
+	if got := podNames(t, extraCS, ns, metav1.ListOptions{}); len(got) != 3 {
+		t.Fatalf("extra apiserver after Resume lists %v", got)
+	}
 }
 
 // TestControllerManager checks kube-controller-manager: it creates service accounts and

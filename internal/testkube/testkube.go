@@ -121,6 +121,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.StartTimeout = 2 * time.Minute
 	}
 	bins := BinDir(t)
+	began := time.Now()
 	c := &Cluster{opts: opts, dir: t.TempDir(), bins: bins, nodeTokens: map[string]string{}}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { c.cleanup(t) })
@@ -142,7 +143,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			t.Fatalf("testkube: %v", err)
 		}
 	}
-	t.Logf("testkube: apiserver %s ready (etcd %s, dir %s)", s.URL(), c.etcdURL, c.dir)
+	t.Logf("testkube: apiserver %s ready in %.1fs (etcd %s, dir %s)", s.URL(), time.Since(began).Seconds(), c.etcdURL, c.dir)
 	return c
 }
 
