@@ -11,9 +11,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/yurthub/yurthub/internal/admin"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/hubserver"
 	"github.com/yurthub/yurthub/internal/sdnotify"
+	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/version"
 )
 
@@ -33,6 +35,25 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	errc := make(chan error, 4)
+	// Edge mode: the cache file (migrated on open, incl. the one-time OpenYurt
+	// import) and the admin socket hubctl asks while the file is locked.
+	var cache *store.Store
+	if cfg.WorkingMode == config.WorkingModeEdge {
+		var err error
+		if cache, err = store.Open(cfg.CacheFile(), store.Options{OpenYurtCacheDir: cfg.DiskCachePath, Log: log}); err != nil {
+			return fmt.Errorf("open the cache: %w", err)
+		}
+		defer cache.Close()
+		adm, err := admin.Listen(cfg.AdminSocket(), cache, log, errc)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+			defer cancel()
+			_ = adm.Shutdown(sctx)
+		}()
+	}
 	hub := hubserver.New(log)
 	if err := hub.Serve(cfg.ServeAddr(), errc); err != nil {
 		return err

@@ -140,10 +140,11 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		}
 	}
 	bopts := &bolt.Options{
-		Timeout:      s.opts.LockTimeout,
-		ReadOnly:     s.opts.ReadOnly,
-		NoSync:       s.opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:         s.opts.LockTimeout,
+		ReadOnly:        s.opts.ReadOnly,
+		NoSync:          s.opts.NoSync,
+		FreelistType:    bolt.FreelistMapType,
+		PreLoadFreelist: true, // Stats reads the freelist, also read-only
 	}
 	if !s.opts.ReadOnly {
 		bopts.InitialMmapSize = 256 << 20 // address space only: writers rarely wait on a remap
