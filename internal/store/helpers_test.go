@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -64,3 +66,5 @@ func listNames(t testing.TB, s *Store, k ListKey) ([]string, ListInfo, error) {
 	})
 	return out, info, err
 }
+
+func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -126,6 +127,9 @@ func Open(path string, opts Options) (*Store, error) {
 // openChecked opens the bbolt file, checks its pages and identifies the schema.
 // Damage and foreign/newer files come back wrapping ErrCorrupt.
 func (s *Store) openChecked() (db *bolt.DB, err error) {
+	// A truncated file faults (SIGBUS) when a page past its end is read: make that a
+	// recoverable panic in this goroutine instead of a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
@@ -146,9 +150,6 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		FreelistType:    bolt.FreelistMapType,
 		PreLoadFreelist: true, // Stats reads the freelist, also read-only
 	}
-	if !s.opts.ReadOnly {
-		bopts.InitialMmapSize = 256 << 20 // address space only: writers rarely wait on a remap
-	}
 	db, err = bolt.Open(s.path, 0o600, bopts)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -160,6 +161,13 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
 	if err := db.View(func(tx *bolt.Tx) error {
+		// Touch every page of every bucket here, in this goroutine, where a bbolt
+		// panic on a bad page is recovered; tx.Check runs in a goroutine of its own
+		// (an unrecoverable panic there), so it comes second, for the freelist and
+		// page-accounting problems it reports as errors.
+		if err := walkAll(tx); err != nil {
+			return err
+		}
 		for cerr := range tx.Check() {
 			return cerr // the first problem is enough to condemn the file
 		}
@@ -242,6 +250,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	if s.closed {
 		return ErrClosed
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err, s.path)
 	return s.db.View(fn)
 }
@@ -255,6 +264,7 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 	if s.closed {
 		return ErrClosed
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err, s.path)
 	return s.db.Update(fn)
 }
@@ -270,4 +280,20 @@ func ctxErr(ctx context.Context) error {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// walkAll reads every key of every bucket, recursively.
+func walkAll(tx *bolt.Tx) error {
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					return walk(nb)
+				}
+			}
+			return nil
+		})
+	}
+	return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
 }
