@@ -210,50 +210,71 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// TestControllerManager checks kube-controller-manager: it creates service accounts and
-// signs an approved kubelet client CSR with the cluster CA.
+// TestControllerManager walks the token-bootstrap path a hub takes, against
+// kube-controller-manager: anonymous cluster-info signed by bootstrap-signer, a CSR
+// created with the bootstrap token, approved (AutoApproveCSRs) and signed with the
+// cluster CA, and the signed certificate authenticating as the node.
 func TestControllerManager(t *testing.T) {
 	t.Parallel()
 	c := testkube.Start(t, testkube.Options{ControllerManager: true})
-	admin := clientFor(t, c.AdminConfig())
 	ctx := context.Background()
+	c.PrepareTokenBootstrap(t)
+	c.AutoApproveCSRs(t)
+	tok := c.CreateBootstrapToken(t)
+	id, _, _ := strings.Cut(tok, ".")
 
+	// Anonymous discovery: cluster-info, signed for our token by bootstrap-signer.
+	anon := clientFor(t, &rest.Config{Host: c.URL(), TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM()}})
+	var info *corev1.ConfigMap
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		info, err = anon.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("anonymous get kube-public/cluster-info: %v", err)
+		}
+		if info.Data["jws-kubeconfig-"+id] != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bootstrap-signer did not sign cluster-info for token %s within a minute: keys %v", id, keys(info.Data))
+		}
+	}
+	if !strings.Contains(info.Data["kubeconfig"], c.URL()) {
+		t.Fatalf("cluster-info kubeconfig does not name %s:\n%s", c.URL(), info.Data["kubeconfig"])
+	}
+	if h := c.CACertHash(); !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
+		t.Fatalf("CACertHash = %q", h)
+	}
+
+	// A CSR made with the bootstrap token, as the hub makes it.
+	boot := clientFor(t, &rest.Config{Host: c.URL(), BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM()}})
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes", "openyurt:yurthub"}},
 	}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr := &certv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{Name: "node-csr-test"},
+	csr, err := boot.CertificatesV1().CertificateSigningRequests().Create(ctx, &certv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "csr-"},
 		Spec: certv1.CertificateSigningRequestSpec{
 			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certv1.KubeAPIServerClientKubeletSignerName,
+			SignerName: certv1.KubeAPIServerClientSignerName,
 			Usages:     []certv1.KeyUsage{certv1.UsageDigitalSignature, certv1.UsageClientAuth},
 		},
-	}
-	csr, err = admin.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
+	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("create CSR: %v", err)
+		t.Fatalf("create CSR with the bootstrap token: %v", err)
 	}
-	csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
-		Type: certv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test", Message: "approved by the harness test",
-	})
-	if _, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("approve CSR: %v", err)
-	}
-	deadline := time.Now().Add(time.Minute)
 	var signed []byte
-	for len(signed) == 0 {
+	for deadline := time.Now().Add(time.Minute); len(signed) == 0; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("kube-controller-manager did not sign the approved CSR within a minute")
+			t.Fatal("CSR was not approved and signed within a minute")
 		}
-		time.Sleep(200 * time.Millisecond)
-		got, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
+		got, err := boot.CertificatesV1().CertificateSigningRequests().Get(ctx, csr.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("get CSR: %v", err)
 		}
@@ -270,7 +291,23 @@ func TestControllerManager(t *testing.T) {
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: c.CAPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("CSR certificate does not chain to the cluster CA: %v", err)
 	}
-	if cert.Subject.CommonName != "system:node:"+node {
-		t.Fatalf("signed certificate CN = %q", cert.Subject.CommonName)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
 	}
+	certCfg := &rest.Config{Host: c.URL(), TLSClientConfig: rest.TLSClientConfig{
+		CAData: c.CAPEM(), CertData: signed, KeyData: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}}
+	if u := whoAmI(t, certCfg); u.Username != "system:node:"+node || !slices.Contains(u.Groups, "openyurt:yurthub") {
+		t.Fatalf("signed certificate authenticates as %+v", u)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

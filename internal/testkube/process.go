@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,7 +57,7 @@ func (p *process) start() error {
 	cmd.Stdout, cmd.Stderr = f, f
 	// If the test binary dies (panic on -timeout, SIGKILL), take the child with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startOnLockedThread(cmd); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s (%s): %w", p.name, p.path, err)
 	}
@@ -236,4 +237,32 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// Pdeathsig is delivered when the OS thread that forked the child exits, not the
+// process. Go may retire threads, so every child is forked from one goroutine locked
+// to a thread that lives as long as the test binary.
+var starter struct {
+	once sync.Once
+	reqs chan startReq
+}
+
+type startReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+func startOnLockedThread(cmd *exec.Cmd) error {
+	starter.once.Do(func() {
+		starter.reqs = make(chan startReq)
+		go func() {
+			runtime.LockOSThread()
+			for r := range starter.reqs {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	starter.reqs <- startReq{cmd, errc}
+	return <-errc
 }

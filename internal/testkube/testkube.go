@@ -31,6 +31,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -52,6 +53,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -777,6 +779,128 @@ func (c *Cluster) CreateBootstrapToken(t testing.TB) string {
 		})
 	}
 	return token
+}
+
+// CACertHash is the cluster CA's public-key pin in kubeadm's
+// --discovery-token-ca-cert-hash form: "sha256:<hex of SHA-256 of the SubjectPublicKeyInfo>".
+func (c *Cluster) CACertHash() string {
+	sum := sha256.Sum256(c.ca.cert.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// PrepareTokenBootstrap does what kubeadm init does for token bootstrap: the
+// kube-public/cluster-info ConfigMap (a kubeconfig with the primary apiserver's URL and
+// the cluster CA) readable anonymously, and group system:bootstrappers bound to
+// system:node-bootstrapper so a bootstrap token can create CSRs. With
+// Options.ControllerManager, bootstrap-signer-controller adds a jws-kubeconfig-<id> key
+// to cluster-info for every token from CreateBootstrapToken.
+func (c *Cluster) PrepareTokenBootstrap(t testing.TB) {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	ctx := context.Background()
+	b64 := base64.StdEncoding.EncodeToString
+	kubeconfig := "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n" +
+		"    server: " + c.URL() + "\n    certificate-authority-data: " + b64(c.ca.certPEM) + "\n" +
+		"contexts: null\ncurrent-context: \"\"\nusers: null\npreferences: {}\n"
+	objs := []func() error{
+		func() error {
+			_, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "cluster-info", Namespace: metav1.NamespacePublic},
+				Data:       map[string]string{"kubeconfig": kubeconfig},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.RbacV1().Roles(metav1.NamespacePublic).Create(ctx, &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:bootstrap-signer-clusterinfo", Namespace: metav1.NamespacePublic},
+				Rules: []rbacv1.PolicyRule{{
+					APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"cluster-info"}, Verbs: []string{"get"},
+				}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.RbacV1().RoleBindings(metav1.NamespacePublic).Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:bootstrap-signer-clusterinfo", Namespace: metav1.NamespacePublic},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "kubeadm:bootstrap-signer-clusterinfo"},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:anonymous"}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:kubelet-bootstrap"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node-bootstrapper"},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:bootstrappers"}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+	}
+	for _, create := range objs {
+		if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("testkube: prepare token bootstrap: %v", err)
+		}
+	}
+	for _, s := range c.runningAPIServers() {
+		cfg := c.AdminConfig()
+		cfg.Host = s.URL()
+		cs := kubernetes.NewForConfigOrDie(cfg)
+		waitFor(t, "RBAC for token bootstrap on "+s.URL(), func(ctx context.Context) error {
+			for _, ra := range []struct{ user, ns, verb, group, resource, name string }{
+				{"system:anonymous", metav1.NamespacePublic, "get", "", "configmaps", "cluster-info"},
+				{"system:bootstrap:probe", "", "create", "certificates.k8s.io", "certificatesigningrequests", ""},
+			} {
+				r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+					User:               ra.user,
+					Groups:             []string{"system:bootstrappers", "system:unauthenticated"},
+					ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ra.ns, Verb: ra.verb, Group: ra.group, Resource: ra.resource, Name: ra.name},
+				}}, metav1.CreateOptions{})
+				if err != nil {
+					return err
+				}
+				if !r.Status.Allowed {
+					return fmt.Errorf("%s %s %s not allowed yet", ra.user, ra.verb, ra.resource)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// AutoApproveCSRs approves every pending CertificateSigningRequest until the test ends,
+// as OpenYurt's yurt-manager does for hub CSRs (kube-controller-manager's approver only
+// handles kubelet client CSRs). kube-controller-manager (Options.ControllerManager) then
+// signs them with the cluster CA.
+func (c *Cluster) AutoApproveCSRs(t testing.TB) {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+			if err == nil {
+				for i := range list.Items {
+					csr := &list.Items[i]
+					if len(csr.Status.Conditions) > 0 {
+						continue // approved, denied or failed already
+					}
+					csr.Status.Conditions = append(csr.Status.Conditions, certv1.CertificateSigningRequestCondition{
+						Type: certv1.CertificateApproved, Status: corev1.ConditionTrue,
+						Reason: "TestkubeAutoApprove", Message: "approved by testkube.AutoApproveCSRs",
+					})
+					_, _ = cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 type kubeconfigUser struct {
