@@ -58,6 +58,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := hub.Serve(cfg.ServeAddr(), errc); err != nil {
 		return err
 	}
+	// The online path (online.go): proxy ports, load balancer, health checker,
+	// /metrics. It starts whether or not the cloud answers.
+	on, err := startOnline(ctx, cfg, log, hub, errc, onlineDeps{})
+	if err != nil {
+		_ = hub.Shutdown(context.Background())
+		return err
+	}
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot tell systemd the hub is ready", slog.Any("err", err))
@@ -76,6 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
+	on.stop(sctx)
 	if err := hub.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("hub server did not stop cleanly", slog.Any("err", err))
 	}

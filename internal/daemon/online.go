@@ -1,0 +1,188 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+
+	"github.com/yurthub/yurthub/internal/certs"
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/healthcheck"
+	"github.com/yurthub/yurthub/internal/hubserver"
+	"github.com/yurthub/yurthub/internal/loadbalancer"
+	"github.com/yurthub/yurthub/internal/metrics"
+	"github.com/yurthub/yurthub/internal/proxy"
+	"github.com/yurthub/yurthub/internal/requestinfo"
+)
+
+// Listener names, as logged and as returned by online.addr.
+const (
+	listenProxy            = "proxy"
+	listenProxySecure      = "proxy-secure"
+	listenProxyDummy       = "proxy-dummy"
+	listenProxySecureDummy = "proxy-secure-dummy"
+)
+
+// onlineDeps are parts built elsewhere that the online path uses.
+type onlineDeps struct {
+	// Cacher tees responses into the cache in edge mode (the cache manager); nil
+	// caches nothing.
+	Cacher proxy.Cacher
+	// Local answers in edge mode when no backend is healthy (offline serving); nil
+	// answers 503.
+	Local http.Handler
+}
+
+// online is the online path: credentials, load balancer, health checker, proxy
+// handler and its listeners, and the metrics and debug handlers on the hub server.
+type online struct {
+	log       *slog.Logger
+	certs     certs.Source
+	metrics   *metrics.Metrics
+	lb        *loadbalancer.Balancer
+	health    *healthcheck.Checker
+	proxy     *proxy.Proxy
+	listeners *proxy.Listeners
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+// credentialSource picks the certs.Source for --bootstrap-mode.
+func credentialSource(cfg *config.Config) certs.Source {
+	if cfg.BootstrapMode == config.BootstrapModeKubeletCertificate {
+		return certs.NewKubeletSource(cfg.KubeletCAFile, cfg.KubeletClientCertificate, cfg.PKIDir())
+	}
+	return certs.NewPKISource(cfg.PKIDir())
+}
+
+func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub *hubserver.Server, errc chan<- error, deps onlineDeps) (*online, error) {
+	o := &online{log: log, certs: credentialSource(cfg), metrics: metrics.New(), done: make(chan struct{})}
+	if err := o.certs.Ready(); err != nil {
+		if cfg.BootstrapMode == config.BootstrapModeToken {
+			ca, client, _ := o.certs.(*certs.FileSource).Files()
+			log.Error("the hub has no client credentials: token bootstrap (--join-token) is not implemented in this build; "+
+				"put the cluster CA and a client certificate+key PEM in place, or run with --bootstrap-mode=kubeletcertificate. "+
+				"The hub server runs; the proxy answers 503 until then",
+				slog.String("missing", err.Error()), slog.String("ca-file", ca), slog.String("client-pem", client))
+		} else {
+			log.Error("the hub's client credentials are not usable; the proxy answers 503 until they are", slog.Any("err", err))
+		}
+	}
+	hub.AddReadyCheck(hubserver.ReadyCheck{Name: "certificates", Check: o.certs.Ready})
+
+	var err error
+	o.lb, err = loadbalancer.New(cfg.ServerAddrs, loadbalancer.Options{
+		Mode:             cfg.LBMode,
+		InitiallyHealthy: cfg.WorkingMode == config.WorkingModeCloud,
+		OnChange: func(b *loadbalancer.Backend, healthy bool, reason string) {
+			v, to := 0.0, "unhealthy"
+			if healthy {
+				v, to = 1, "healthy"
+			}
+			o.metrics.ServerHealthy.WithLabelValues(b.String()).Set(v)
+			o.metrics.BackendTransitions.WithLabelValues(b.String(), to).Inc()
+			log.Info("apiserver "+to, slog.String("server", b.String()), slog.String("reason", reason))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range o.lb.Backends() {
+		v := 0.0
+		if b.Healthy() {
+			v = 1
+		}
+		o.metrics.ServerHealthy.WithLabelValues(b.String()).Set(v)
+	}
+	o.health = healthcheck.New(o.lb, o.certs, healthcheck.Options{
+		NodeName:           cfg.NodeName,
+		HeartbeatInterval:  cfg.HeartbeatInterval,
+		HeartbeatTimeout:   cfg.HeartbeatTimeout,
+		FailedRetry:        cfg.HeartbeatFailedRetry,
+		HealthyThreshold:   cfg.HeartbeatHealthyThreshold,
+		KubeletGracePeriod: cfg.KubeletHealthGracePeriod,
+		Log:                log.With(slog.String("part", "healthcheck")),
+	})
+	o.proxy, err = proxy.New(proxy.Options{
+		WorkingMode:         cfg.WorkingMode,
+		LB:                  o.lb,
+		Certs:               o.certs,
+		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
+		Cacher:              deps.Cacher,
+		Local:               deps.Local,
+		OnRequest: func(info *requestinfo.Info) {
+			if info.Component == "kubelet" {
+				o.health.KubeletSeen()
+			}
+		},
+		Metrics: o.metrics,
+		Log:     log.With(slog.String("part", "proxy")),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	hctx, cancel := context.WithCancel(ctx)
+	o.cancel = cancel
+	go func() {
+		defer close(o.done)
+		o.health.Run(hctx)
+	}()
+
+	o.listeners = proxy.NewListeners(o.proxy, log.With(slog.String("part", "proxy")), errc)
+	if err := o.listeners.Listen(proxy.Spec{Name: listenProxy, Addr: cfg.ProxyAddr()}); err != nil {
+		o.stop(context.Background())
+		return nil, err
+	}
+	_, _, servingFile := certFiles(o.certs)
+	servingReady := func() error {
+		if _, err := o.certs.ServingCertificate(); err != nil {
+			return fmt.Errorf("no serving certificate for the secure port (%s): %w", servingFile, err)
+		}
+		if _, err := o.certs.CAPool(); err != nil {
+			return fmt.Errorf("no cluster CA to verify clients of the secure port: %w", err)
+		}
+		return nil
+	}
+	tlsCfg := certs.ServingTLS(o.certs)
+	o.listeners.ListenWhenPossible(proxy.Spec{Name: listenProxySecure, Addr: cfg.ProxySecureAddr(), TLS: tlsCfg, Precondition: servingReady})
+	if cfg.EnableDummyIf && !cfg.DummyIfIP.Equal(net.ParseIP(cfg.BindProxyAddress)) {
+		dummy := cfg.DummyIfIP.String()
+		o.listeners.ListenWhenPossible(proxy.Spec{Name: listenProxyDummy, Addr: net.JoinHostPort(dummy, strconv.Itoa(cfg.ProxyPort))})
+		o.listeners.ListenWhenPossible(proxy.Spec{Name: listenProxySecureDummy, Addr: net.JoinHostPort(dummy, strconv.Itoa(cfg.ProxySecurePort)), TLS: tlsCfg, Precondition: servingReady})
+	}
+
+	hub.Handle("GET /metrics", o.metrics.Handler())
+	if cfg.Profiling {
+		hub.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		hub.Handle("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		hub.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		hub.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		hub.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
+	return o, nil
+}
+
+func certFiles(src certs.Source) (ca, client, server string) {
+	if fs, ok := src.(*certs.FileSource); ok {
+		return fs.Files()
+	}
+	return "", "", ""
+}
+
+// stop ends long-running requests, closes the listeners (in-flight requests get until
+// ctx ends) and stops the health checker.
+func (o *online) stop(ctx context.Context) {
+	o.proxy.CloseLongRunning()
+	if o.listeners != nil {
+		if err := o.listeners.Shutdown(ctx); err != nil {
+			o.log.Warn("proxy listeners did not stop cleanly", slog.Any("err", err))
+		}
+	}
+	o.cancel()
+	<-o.done
+}

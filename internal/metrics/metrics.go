@@ -1,0 +1,97 @@
+// Package metrics holds the hub's Prometheus metrics, one registry per daemon, served
+// on the hub server's /metrics. Names are OpenYurt YurtHub's (prefix node_yurthub_) so
+// existing dashboards keep working, plus what OpenYurt lacks: per-backend health
+// transitions and the cache's write latency and queue depth.
+//
+// Every metric is created by New; packages receive the *Metrics and never register
+// their own, so two daemons in one test process do not collide.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const (
+	namespace = "node"
+	subsystem = "yurthub"
+)
+
+// Metrics is the hub's metric set.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// InFlightRequests: requests being proxied, by verb, resource, subresource, client.
+	InFlightRequests *prometheus.GaugeVec
+	// AggregatedInFlight: requests being proxied, by kind (mutating, readonly, longrunning).
+	AggregatedInFlight *prometheus.GaugeVec
+	// RejectedRequests: requests answered 429 by the in-flight limiter.
+	RejectedRequests prometheus.Counter
+	// ClosedRequests: requests whose client went away before the response was complete.
+	ClosedRequests *prometheus.CounterVec
+	// ProxyTraffic: response bytes sent to clients, by client, verb, resource, subresource.
+	ProxyTraffic *prometheus.CounterVec
+	// ProxyLatency: time to the response header from the backend.
+	ProxyLatency *prometheus.HistogramVec
+	// ServerHealthy: 1 when the backend (server label) is healthy, 0 otherwise.
+	ServerHealthy *prometheus.GaugeVec
+	// BackendTransitions: health changes per backend and direction.
+	BackendTransitions *prometheus.CounterVec
+	// UpstreamErrors: proxied requests that failed to reach a backend, by server and kind.
+	UpstreamErrors *prometheus.CounterVec
+	// CacheWriteLatency: seconds per cache write transaction, by operation
+	// (put, list, watch, raw). Observed by the cache manager.
+	CacheWriteLatency *prometheus.HistogramVec
+	// CacheQueueDepth: items waiting in the cache manager's write queue.
+	CacheQueueDepth prometheus.Gauge
+	// CacheIncomplete: lists or watches the cache could not follow (fell behind, failed).
+	CacheIncomplete *prometheus.CounterVec
+}
+
+// New creates and registers every metric, plus the Go and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	opts := func(name, help string) (string, string, string, string) { return namespace, subsystem, name, help }
+	gv := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		ns, ss, n, h := opts(name, help)
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: ss, Name: n, Help: h}, labels)
+	}
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		ns, ss, n, h := opts(name, help)
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: ss, Name: n, Help: h}, labels)
+	}
+	m := &Metrics{
+		Registry:           r,
+		InFlightRequests:   gv("in_flight_requests_collector", "collector of in flight requests handling by hub agent", "verb", "resource", "subresource", "client"),
+		AggregatedInFlight: gv("aggregated_in_flight_requests_collector", "in flight requests by kind: mutating, readonly, longrunning", "kind"),
+		RejectedRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: "rejected_requests_counter", Help: "requests rejected with 429 because --max-requests-in-flight was reached"}),
+		ClosedRequests: cv("closed_requests_counter", "requests whose client closed the connection before the response ended", "verb", "resource", "subresource", "client"),
+		ProxyTraffic:   cv("proxy_traffic_collector", "collector of proxy response traffic by hub agent (unit: byte)", "client", "verb", "resource", "subresource"),
+		ProxyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: "proxy_latency_collector", Help: "seconds from request to backend response header",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"client", "verb", "resource", "subresource"}),
+		ServerHealthy:      gv("server_healthy_status", "healthy status of remote servers. 1: healthy, 0: unhealthy", "server"),
+		BackendTransitions: cv("server_health_transitions_total", "backend health changes", "server", "to"),
+		UpstreamErrors:     cv("upstream_errors_total", "proxied requests that failed to reach a backend", "server", "kind"),
+		CacheWriteLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: "cache_write_latency_seconds", Help: "seconds per cache write transaction",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"op"}),
+		CacheQueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem,
+			Name: "cache_queue_depth", Help: "items waiting in the cache write queue"}),
+		CacheIncomplete: cv("cache_incomplete_total", "lists or watches the cache could not follow completely", "component", "resource", "reason"),
+	}
+	r.MustRegister(m.InFlightRequests, m.AggregatedInFlight, m.RejectedRequests, m.ClosedRequests,
+		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors,
+		m.CacheWriteLatency, m.CacheQueueDepth, m.CacheIncomplete,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

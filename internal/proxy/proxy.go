@@ -1,0 +1,422 @@
+// Package proxy is the handler behind the hub's proxy ports (10261 HTTP, 10268 TLS, and
+// the same ports on the dummy IP):
+//
+//	request -> classify (requestinfo) -> in-flight limit -> route
+//	  edge mode,  a backend healthy  -> reverse proxy; 2xx responses are handed to the
+//	                                    Cacher (the cache manager tees them into the store)
+//	  edge mode,  no backend healthy -> the Local handler (offline serving; until that
+//	                                    lands, 503 with a metav1.Status saying so)
+//	  cloud mode                     -> reverse proxy over any backend, nothing cached
+//
+// Upstream credentials: a request that carries its own Authorization header keeps it
+// and goes over a transport that only verifies the apiserver against the cluster CA; any
+// other request goes with the hub's own client certificate (certs.Source).
+//
+// Streaming: responses are flushed as they arrive (watch, logs -f); upgrade requests
+// (exec, attach, port-forward) are passed through as upgrades (HTTP/1.1 to the
+// backend); Content-Encoding is passed unchanged (the hub never asks for gzip itself
+// and never decompresses).
+//
+// A request that cannot connect to its backend marks that backend unhealthy at once
+// (the health checker puts it back) and, when it has no body, is retried on the next
+// healthy backend, so stopping one apiserver of several fails no request.
+//
+// The in-flight limit (--max-requests-in-flight, 0 = none) counts requests that are not
+// long-running, as the kube-apiserver does; past it the answer is 429 with
+// Retry-After. Long-running requests (watch, exec, logs, ...) are counted apart, in
+// metrics only.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/yurthub/yurthub/internal/certs"
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/loadbalancer"
+	"github.com/yurthub/yurthub/internal/metrics"
+	"github.com/yurthub/yurthub/internal/requestinfo"
+)
+
+// Cacher tees proxied responses into the cache. The proxy calls CacheResponse from
+// the reverse proxy's ModifyResponse for every 2xx, non-upgrade response in edge mode;
+// the cacher decides whether the request is cacheable and, if so, replaces resp.Body
+// with a reader that passes the bytes through unchanged. It must not block.
+type Cacher interface {
+	CacheResponse(info *requestinfo.Info, resp *http.Response)
+}
+
+// Options configure a Proxy.
+type Options struct {
+	WorkingMode string // config.WorkingModeEdge or config.WorkingModeCloud
+	LB          *loadbalancer.Balancer
+	Certs       certs.Source
+	// MaxRequestsInFlight limits requests that are not long-running; 0 = no limit.
+	MaxRequestsInFlight int
+	// Cacher receives 2xx responses in edge mode; nil caches nothing.
+	Cacher Cacher
+	// Local answers in edge mode when no backend is healthy; nil answers 503.
+	Local http.Handler
+	// OnRequest is called for every request after classification (the health
+	// checker's KubeletSeen hangs off it). Must be quick.
+	OnRequest func(info *requestinfo.Info)
+	Metrics   *metrics.Metrics
+	Log       *slog.Logger
+	// Transports override the upstream transports (tests); nil builds them from Certs.
+	CertTransport, TokenTransport http.RoundTripper
+}
+
+// Proxy is the proxy handler.
+type Proxy struct {
+	opts     Options
+	log      *slog.Logger
+	parser   *requestinfo.Parser
+	rp       *httputil.ReverseProxy
+	inflight chan struct{} // nil: no limit
+	edge     bool
+	up       *upstream
+
+	// longCtx ends when CloseLongRunning is called: watches and upgraded connections
+	// end with it, so a shutdown does not wait for them.
+	longCtx   context.Context
+	closeLong context.CancelFunc
+}
+
+// RetryAfterSeconds is the Retry-After of a 429 from the in-flight limiter.
+const RetryAfterSeconds = 1
+
+// New returns the proxy handler.
+func New(opts Options) (*Proxy, error) {
+	if opts.LB == nil {
+		return nil, errors.New("proxy: no load balancer")
+	}
+	if opts.Certs == nil && (opts.CertTransport == nil || opts.TokenTransport == nil) {
+		return nil, errors.New("proxy: no credential source")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	p := &Proxy{
+		opts:   opts,
+		log:    opts.Log,
+		parser: requestinfo.New(),
+		edge:   opts.WorkingMode != config.WorkingModeCloud,
+	}
+	p.longCtx, p.closeLong = context.WithCancel(context.Background())
+	if opts.MaxRequestsInFlight > 0 {
+		p.inflight = make(chan struct{}, opts.MaxRequestsInFlight)
+	}
+	if opts.Local == nil {
+		p.opts.Local = http.HandlerFunc(cloudUnreachable)
+	}
+	if opts.CertTransport == nil {
+		opts.CertTransport = NewUpstreamTransport(certs.UpstreamTLS(opts.Certs))
+	}
+	if opts.TokenTransport == nil {
+		opts.TokenTransport = NewUpstreamTransport(certs.CAOnlyTLS(opts.Certs))
+	}
+	p.up = &upstream{p: p, cert: opts.CertTransport, token: opts.TokenTransport}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// The backend is chosen (and retried) in upstream.RoundTrip; the URL here
+			// is a placeholder it replaces.
+			pr.Out.URL.Scheme = "https"
+			pr.Out.URL.Host = "backend.invalid"
+			pr.Out.Host = ""
+		},
+		Transport:      p.up,
+		FlushInterval:  -1,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+// NewUpstreamTransport is the transport the proxy uses towards the apiservers with the
+// given TLS config: HTTP/2 where the apiserver offers it (HTTP/1.1 for upgrades),
+// compression left to the client, dead connections found by HTTP/2 pings.
+func NewUpstreamTransport(tlsCfg *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ForceAttemptHTTP2:     true,
+		DisableCompression:    true,
+		MaxIdleConns:          200,
+		MaxIdleConnsPerHost:   100,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 5 * time.Second,
+			PingTimeout:     2 * time.Second,
+		},
+	}
+}
+
+type ctxKey struct{}
+
+// reqState travels with one proxied request.
+type reqState struct {
+	info    *requestinfo.Info
+	backend *loadbalancer.Backend
+	tried   []*loadbalancer.Backend
+	start   time.Time
+}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(ctxKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info, err := p.parser.Parse(r)
+	if err != nil {
+		p.log.Debug("request not classified, proxying as is", slog.String("path", r.URL.Path), slog.Any("err", err))
+	}
+	if p.opts.OnRequest != nil {
+		p.opts.OnRequest(info)
+	}
+	m := p.opts.Metrics
+	kind := "readonly"
+	switch {
+	case info.LongRunning:
+		kind = "longrunning"
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		kind = "mutating"
+	}
+	if p.inflight != nil && !info.LongRunning {
+		select {
+		case p.inflight <- struct{}{}:
+			defer func() { <-p.inflight }()
+		default:
+			m.RejectedRequests.Inc()
+			tooManyRequests(w, r)
+			return
+		}
+	}
+	labels := []string{info.Verb, info.Resource, info.Subresource, info.Component}
+	m.InFlightRequests.WithLabelValues(labels...).Inc()
+	m.AggregatedInFlight.WithLabelValues(kind).Inc()
+	defer func() {
+		m.InFlightRequests.WithLabelValues(labels...).Dec()
+		m.AggregatedInFlight.WithLabelValues(kind).Dec()
+	}()
+
+	var b *loadbalancer.Backend
+	if p.edge {
+		b = p.opts.LB.Pick()
+		if b == nil {
+			p.opts.Local.ServeHTTP(w, r.WithContext(requestinfo.WithInfo(r.Context(), info)))
+			return
+		}
+	} else {
+		b = p.opts.LB.PickAny()
+	}
+	st := &reqState{info: info, backend: b, start: time.Now()}
+	ctx := requestinfo.WithInfo(r.Context(), info)
+	if info.LongRunning {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(p.longCtx, cancel)
+		defer stop()
+	}
+	ctx = context.WithValue(ctx, ctxKey{}, st)
+	cw := &countingWriter{ResponseWriter: w}
+	p.rp.ServeHTTP(cw, r.WithContext(ctx))
+	m.ProxyTraffic.WithLabelValues(info.Component, info.Verb, info.Resource, info.Subresource).Add(float64(cw.n))
+	if r.Context().Err() != nil {
+		m.ClosedRequests.WithLabelValues(labels...).Inc()
+	}
+}
+
+// CloseLongRunning ends every long-running request (watch, exec, logs -f) now and
+// any that starts later; the daemon calls it when shutting down.
+func (p *Proxy) CloseLongRunning() { p.closeLong() }
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	st := stateFrom(resp.Request.Context())
+	if st == nil {
+		return nil
+	}
+	info := st.info
+	p.opts.Metrics.ProxyLatency.WithLabelValues(info.Component, info.Verb, info.Resource, info.Subresource).
+		Observe(time.Since(st.start).Seconds())
+	if p.edge && p.opts.Cacher != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		p.opts.Cacher.CacheResponse(info, resp)
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	if r.Context().Err() != nil {
+		return // the client went away; counted in ServeHTTP
+	}
+	server := ""
+	if st != nil && st.backend != nil {
+		server = st.backend.String()
+	}
+	if p.edge && isConnectError(err) && !p.opts.LB.AnyHealthy() {
+		p.log.Info("cloud unreachable, answering locally", slog.String("path", r.URL.Path), slog.Any("err", err))
+		p.opts.Local.ServeHTTP(w, r)
+		return
+	}
+	p.log.Warn("proxy request failed", slog.String("server", server), slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), slog.Any("err", err))
+	writeStatus(w, r, &apierrors.NewServiceUnavailable(fmt.Sprintf("yurthub: the request could not reach the apiserver %s: %v", server, err)).ErrStatus, 0)
+}
+
+// upstream chooses the transport by credentials and the backend by the load
+// balancer, retrying requests without a body on the next backend after a connection
+// error.
+type upstream struct {
+	p           *Proxy
+	cert, token http.RoundTripper
+}
+
+func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := stateFrom(req.Context())
+	if st == nil {
+		return nil, errors.New("proxy: request without routing state")
+	}
+	rt := u.cert
+	if req.Header.Get("Authorization") != "" {
+		rt = u.token
+	}
+	m := u.p.opts.Metrics
+	for {
+		b := st.backend
+		out := req.Clone(req.Context())
+		out.URL.Scheme = b.URL.Scheme
+		out.URL.Host = b.URL.Host
+		out.Host = ""
+		resp, err := rt.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		if req.Context().Err() != nil || !isConnectError(err) {
+			if req.Context().Err() == nil {
+				m.UpstreamErrors.WithLabelValues(b.String(), "other").Inc()
+			}
+			return nil, err
+		}
+		m.UpstreamErrors.WithLabelValues(b.String(), "connect").Inc()
+		if b.MarkUnhealthy("proxied request could not connect: " + err.Error()) {
+			u.p.log.Warn("backend unreachable, taken out of rotation", slog.String("server", b.String()), slog.Any("err", err))
+		}
+		if !replayable(req) {
+			return nil, err
+		}
+		st.tried = append(st.tried, b)
+		var next *loadbalancer.Backend
+		if u.p.edge {
+			next = u.p.opts.LB.Pick(st.tried...)
+		} else {
+			next = u.p.opts.LB.PickAny(st.tried...)
+		}
+		if next == nil {
+			return nil, err
+		}
+		st.backend = next
+	}
+}
+
+// replayable: nothing of the request can have been sent when the dial failed, but the
+// body can only be sent again if there is none.
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 && req.Method == http.MethodGet
+}
+
+// isConnectError reports errors that mean the backend is not reachable (as opposed to
+// an error in the middle of an exchange with a live backend).
+func isConnectError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && strings.Contains(err.Error(), "TLS handshake") {
+		return true
+	}
+	return false
+}
+
+// countingWriter counts response bytes; Unwrap keeps Flush and Hijack working through
+// http.ResponseController (which the reverse proxy uses).
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func (c *countingWriter) Flush() {
+	_ = http.NewResponseController(c.ResponseWriter).Flush()
+}
+
+// cloudUnreachable is the Local handler until offline serving lands.
+func cloudUnreachable(w http.ResponseWriter, r *http.Request) {
+	writeStatus(w, r, &apierrors.NewServiceUnavailable(
+		"yurthub: the cloud kube-apiserver is unreachable (no healthy --server-addr backend) and this request cannot be served from the node").ErrStatus, 0)
+}
+
+func tooManyRequests(w http.ResponseWriter, r *http.Request) {
+	st := apierrors.NewTooManyRequests("yurthub: too many requests in flight (--max-requests-in-flight), please try again later", RetryAfterSeconds).ErrStatus
+	writeStatus(w, r, &st, RetryAfterSeconds)
+}
+
+// writeStatus answers with a metav1.Status in JSON, as the apiserver does for errors.
+func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status, retryAfter int) {
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	st.Status = metav1.StatusFailure
+	body, _ := json.Marshal(st)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-cache, private")
+	if retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	code := int(st.Code)
+	if code == 0 {
+		code = http.StatusInternalServerError
+	}
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}

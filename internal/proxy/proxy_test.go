@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/loadbalancer"
+	"github.com/yurthub/yurthub/internal/requestinfo"
+)
+
+// These tests use httptest backends where the point is the proxy's own behaviour
+// (limits, routing, retries); e2e_test.go runs it against real kube-apiservers.
+
+func newTestProxy(t *testing.T, mode string, max int, backends ...string) (*Proxy, *loadbalancer.Balancer) {
+	t.Helper()
+	var urls []*url.URL
+	for _, b := range backends {
+		u, err := url.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, u)
+	}
+	lb, err := loadbalancer.New(urls, loadbalancer.Options{Mode: config.LBModeRoundRobin, InitiallyHealthy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := http.DefaultTransport.(*http.Transport).Clone()
+	p, err := New(Options{WorkingMode: mode, LB: lb, MaxRequestsInFlight: max, CertTransport: rt, TokenTransport: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, lb
+}
+
+func decodeStatus(t *testing.T, resp *http.Response) metav1.Status {
+	t.Helper()
+	var st metav1.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("body is not a metav1.Status: %v", err)
+	}
+	if st.Kind != "Status" || st.APIVersion != "v1" || st.Status != metav1.StatusFailure {
+		t.Fatalf("status = %+v, want kind Status, apiVersion v1, status Failure", st)
+	}
+	return st
+}
+
+func TestMaxRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	entered := make(chan struct{}, 10)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.Write([]byte("{}"))
+	}))
+	defer backend.Close()
+	defer once.Do(func() { close(release) })
+	p, _ := newTestProxy(t, config.WorkingModeEdge, 2, backend.URL)
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+
+	get := func(path string) *http.Response {
+		resp, err := http.Get(hub.URL + path)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return resp
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); resp := get("/api/v1/namespaces/default/pods/p"); resp.Body.Close() }()
+	}
+	<-entered
+	<-entered
+	// A watch is long-running: not limited.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		resp := get("/api/v1/pods?watch=true")
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("watch past the limit: %s, want 200 (long-running requests are not limited)", resp.Status)
+		}
+		resp.Body.Close()
+	}()
+	<-entered
+	resp := get("/api/v1/namespaces/default/configmaps")
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third short request: %s, want 429", resp.Status)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "1" {
+		t.Fatalf("Retry-After = %q, want 1", ra)
+	}
+	st := decodeStatus(t, resp)
+	if st.Reason != metav1.StatusReasonTooManyRequests || st.Details == nil || st.Details.RetryAfterSeconds != 1 {
+		t.Fatalf("429 status = %+v", st)
+	}
+	once.Do(func() { close(release) })
+	wg.Wait()
+	resp = get("/api/v1/namespaces/default/configmaps")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the slots freed: %s, want 200", resp.Status)
+	}
+}
+
+func TestNoHealthyBackendAnswersLocally(t *testing.T) {
+	p, lb := newTestProxy(t, config.WorkingModeEdge, 0, "http://127.0.0.1:1")
+	lb.Backends()[0].MarkUnhealthy("test")
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+	resp, err := http.Get(hub.URL + "/api/v1/nodes/n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("got %s, want 503", resp.Status)
+	}
+	if st := decodeStatus(t, resp); st.Reason != metav1.StatusReasonServiceUnavailable {
+		t.Fatalf("reason %q", st.Reason)
+	}
+
+	// The Local hook gets the classified request.
+	var got *requestinfo.Info
+	p.opts.Local = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = requestinfo.From(r.Context())
+		w.WriteHeader(299)
+	})
+	resp2, err := http.Get(hub.URL + "/api/v1/nodes/n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != 299 || got == nil || got.Resource != "nodes" || got.Name != "n1" {
+		t.Fatalf("local handler: status %d info %+v", resp2.StatusCode, got)
+	}
+}
+
+func TestConnectErrorRetriesNextBackendAndMarksUnhealthy(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"kind":"Status"}`))
+	}))
+	defer backend.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close() // refuses connections now
+	p, lb := newTestProxy(t, config.WorkingModeEdge, 0, deadURL, backend.URL)
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+	for i := 0; i < 4; i++ {
+		resp, err := http.Get(hub.URL + "/api/v1/namespaces")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %s, want 200 from the live backend", i, resp.Status)
+		}
+	}
+	if lb.Backends()[0].Healthy() {
+		t.Fatal("a backend that refused a connection must be marked unhealthy")
+	}
+	if !lb.Backends()[1].Healthy() {
+		t.Fatal("the live backend must stay healthy")
+	}
+}
+
+func TestCloudModeIgnoresHealth(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`ok`))
+	}))
+	defer backend.Close()
+	p, lb := newTestProxy(t, config.WorkingModeCloud, 0, backend.URL)
+	lb.Backends()[0].MarkUnhealthy("test")
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+	resp, err := http.Get(hub.URL + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("cloud mode: %s, want 200 (no health gating)", resp.Status)
+	}
+}
+
+type recordingCacher struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (c *recordingCacher) CacheResponse(info *requestinfo.Info, resp *http.Response) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen = append(c.seen, info.Verb+" "+info.Resource+" "+resp.Status)
+}
+
+func TestCacherGetsEdge2xxOnly(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/namespaces/default/pods/missing" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer backend.Close()
+	for _, mode := range []string{config.WorkingModeEdge, config.WorkingModeCloud} {
+		p, _ := newTestProxy(t, mode, 0, backend.URL)
+		c := &recordingCacher{}
+		p.opts.Cacher = c
+		hub := httptest.NewServer(p)
+		for _, path := range []string{"/api/v1/namespaces/default/pods/p1", "/api/v1/namespaces/default/pods/missing", "/api/v1/pods"} {
+			resp, err := http.Get(hub.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		hub.Close()
+		want := 0
+		if mode == config.WorkingModeEdge {
+			want = 2
+		}
+		if len(c.seen) != want {
+			t.Fatalf("%s mode: cacher saw %v, want %d responses (2xx only, edge only)", mode, c.seen, want)
+		}
+	}
+}
