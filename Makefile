@@ -9,7 +9,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 # and kubectl (outside the repo, keyed by version).
 KUBE_BIN_DIR = $(shell testdata/kube/build.sh | tail -n1)
 
-.PHONY: all build test test-unit test-integration bench lint demo kube-bins clean
+.PHONY: all build test test-unit test-integration bench lint demo kube-bins clean package package-test
 
 all: build
 
@@ -22,7 +22,7 @@ kube-bins:
 	testdata/kube/build.sh
 
 # test: everything, unit and integration. Under CI=true a missing prerequisite fails.
-test: lint build kube-bins
+test: lint build kube-bins package-test
 	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) test -count=1 -timeout 45m ./...
 
 test-unit:
@@ -40,6 +40,15 @@ demo:
 	@echo "make demo will: build yurthub and a real kube-apiserver, run the hub in front of it,"
 	@echo "show clients served through it, cut the apiserver, show them served from the cache,"
 	@echo "and show hubctl inspect. It lands with the offline path (issue 5/6)."
+
+# package: .deb and .rpm for amd64 and arm64 into dist/ (packaging/README.md).
+package:
+	packaging/build.sh dist
+
+# package-test: reproducibility, lintian, rpm -qp, systemd-analyze, and install/
+# upgrade/purge under a real systemd in systemd-nspawn (needs root).
+package-test:
+	packaging/test.sh dist
 
 clean:
 	rm -rf bin dist
