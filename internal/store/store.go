@@ -35,6 +35,9 @@ type Options struct {
 	// NoSync skips fsync (tests and benchmarks of the in-memory path only; never in
 	// production: a power loss could then tear the file).
 	NoSync bool
+	// PageSize of a newly created file (default: the OS page size). Ignored for an
+	// existing file.
+	PageSize int
 	// Log receives open/recovery/migration messages (default: discard).
 	Log *slog.Logger
 	// Now is the clock (tests).
@@ -148,7 +151,8 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		ReadOnly:        s.opts.ReadOnly,
 		NoSync:          s.opts.NoSync,
 		FreelistType:    bolt.FreelistMapType,
-		PreLoadFreelist: true, // Stats reads the freelist, also read-only
+		PreLoadFreelist: true,
+		PageSize:        s.opts.PageSize, // Stats reads the freelist, also read-only
 	}
 	db, err = bolt.Open(s.path, 0o600, bopts)
 	if err != nil {
