@@ -58,6 +58,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ReconcilePeriod is how often the daemon re-ensures the interface and the rules.
@@ -123,7 +124,8 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 		m.setupErrors.WithLabelValues(k) // export every kind at 0
 	}
 	if cfg.EnableLink {
-		h, err := netlink.NewHandle()
+		// Only rtnetlink: asking for every family fails on kernels without xfrm_user.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("network: open netlink socket: %w", err)
 		}

@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=${YURTHUB_QEMU_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/yurthub-qemu}
 
 # Modules the guest loads, in this order; modprobe pulls in their dependencies.
-MODULES="dummy veth ifb nf_tables nfnetlink nft_compat x_tables xt_tcpudp xt_comment ip_tables iptable_filter ip6_tables ip6table_filter nf_conntrack nft_ct"
+MODULES="dummy veth ifb bridge nf_tables nfnetlink nft_compat x_tables xt_tcpudp xt_comment ip_tables iptable_filter ip6_tables ip6table_filter nf_conntrack nft_ct"
 
 # The versioned image package the meta package points at (linux-image-6.1.0-NN-cloud-amd64).
 pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
@@ -53,7 +53,12 @@ cp "$work/deb/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 
 # The base initramfs tree.
 r="$work/root"
-mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,lib64,lib/modules/"$kver"}
+# merged /usr, as on Debian: libraries are found under /lib and /usr/lib alike (libxtables
+# looks for its extensions under /usr/lib/<triplet>/xtables).
+mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,usr/lib,usr/lib64,etc,proc,sys,dev,run,tmp}
+ln -s usr/lib "$r/lib"
+ln -s usr/lib64 "$r/lib64"
+mkdir -p "$r/lib/modules/$kver"
 cp "$(command -v busybox)" "$r/bin/busybox"
 
 # Modules: modules.dep from busybox depmod over the unpacked tree, then the closure.
@@ -108,9 +113,11 @@ for m in $(cat /etc/modules.list); do
 done
 ip link set lo up
 echo "YURTHUB-GUEST: kernel $(uname -r), modules loaded"
-# The test binary and its arguments come from the second cpio archive.
+# The test binary and its arguments come from the second cpio archive. CI=true: a
+# missing prerequisite fails instead of skipping; each test re-executes itself under
+# busybox `unshare -n`, as on the host, with the real dummy driver.
 if [ -x /network.test ]; then
-  YURTHUB_NETNS=1 YURTHUB_LINK_KIND=dummy /network.test $(cat /network.args)
+  CI=true YURTHUB_LINK_KIND=dummy /network.test $(cat /network.args)
   echo "YURTHUB-GUEST-RESULT: exit=$?"
 else
   echo "YURTHUB-GUEST-RESULT: exit=127 (no /network.test in the initramfs)"
