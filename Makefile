@@ -9,7 +9,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 # and kubectl (outside the repo, keyed by version).
 KUBE_BIN_DIR = $(shell testdata/kube/build.sh | tail -n1)
 
-.PHONY: all build test test-unit test-integration bench lint demo kube-bins clean package package-test
+.PHONY: all build test test-unit test-integration bench lint demo kube-bins clean package package-test test-network
 
 all: build
 
@@ -27,6 +27,11 @@ test: lint build kube-bins package-test
 
 test-unit:
 	$(GO) test -count=1 -short ./...
+
+# test-network: internal/network alone (namespace tests, then the qemu boot of Debian's
+# cloud kernel with the real dummy driver); `make test` runs the same through ./...
+test-network:
+	$(GO) test -count=1 -v ./internal/network/
 
 bench: build kube-bins
 	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) test -run '^$$' -bench . -benchmem ./...

@@ -46,9 +46,6 @@ func TestQEMURealDummy(t *testing.T) {
 	if os.Getenv(envNetns) == "1" {
 		return // inside a namespace child: nothing to boot from here
 	}
-	if testing.Short() {
-		testenv.Missing(t, "-short: the qemu boot is not run")
-	}
 	qemu := testenv.LookPath(t, "qemu-system-x86_64")
 	for _, c := range []string{"apt-get", "dpkg-deb", "busybox", "cpio", "xtables-nft-multi"} {
 		testenv.LookPath(t, c)
