@@ -105,7 +105,11 @@ func (v *viewTx) upsert(o Object, enc byte, requireFresh bool) (stale bool, err 
 		}
 	}
 	if write {
-		if err := v.objs.Put(key, schema.EncodeObject(enc, o.ResourceVersion, o.Data)); err != nil {
+		rec := o.record
+		if rec == nil {
+			rec = schema.EncodeObject(enc, o.ResourceVersion, o.Data)
+		}
+		if err := v.objs.Put(key, rec); err != nil {
 			return false, err
 		}
 	}
@@ -305,16 +309,24 @@ func readSpooled(r *bufio.Reader) (Object, error) {
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {
 		return Object{}, err
 	}
-	buf := make([]byte, ls[0]+ls[1]+ls[2])
-	if _, err := io.ReadFull(r, buf); err != nil {
+	names := make([]byte, ls[0]+ls[1])
+	if _, err := io.ReadFull(r, names); err != nil {
+		return Object{}, err
+	}
+	// Read the bytes straight into a stored record: one copy in memory, which bbolt
+	// references until the commit.
+	rv := binary.BigEndian.Uint64(fixed[:8])
+	rec := schema.NewObjectRecord(fixed[8], rv, int(ls[2]))
+	if _, err := io.ReadFull(r, rec[len(rec)-int(ls[2]):]); err != nil {
 		return Object{}, err
 	}
 	return Object{
-		Namespace:       string(buf[:ls[0]]),
-		Name:            string(buf[ls[0] : ls[0]+ls[1]]),
-		Data:            buf[ls[0]+ls[1]:],
-		ResourceVersion: binary.BigEndian.Uint64(fixed[:8]),
+		Namespace:       string(names[:ls[0]]),
+		Name:            string(names[ls[0]:]),
+		Data:            rec[len(rec)-int(ls[2]):],
+		ResourceVersion: rv,
 		Encoding:        encodingOf(fixed[8]),
+		record:          rec,
 	}, nil
 }
 

@@ -72,6 +72,8 @@ type Object struct {
 	ResourceVersion uint64 // parsed metadata.resourceVersion
 	Encoding        Encoding
 	Data            []byte // one full object; from List/Walk valid only during the callback
+
+	record []byte // internal: Data already framed as a stored record (ListWriter's spool)
 }
 
 // EventType is a watch event type.

@@ -106,6 +106,16 @@ func EncodeObject(encoding byte, rv uint64, data []byte) []byte {
 	return b
 }
 
+// NewObjectRecord returns a record with room for n data bytes (rec[len(rec)-n:]),
+// for a caller that reads the data straight into place.
+func NewObjectRecord(encoding byte, rv uint64, n int) []byte {
+	b := make([]byte, recordHeaderLen+n)
+	b[0] = recordFormat
+	b[1] = encoding
+	binary.BigEndian.PutUint64(b[2:10], rv)
+	return b
+}
+
 // DecodeObject splits a record; data aliases v.
 func DecodeObject(v []byte) (encoding byte, rv uint64, data []byte, err error) {
 	if len(v) < recordHeaderLen || v[0] != recordFormat || (v[1] != EncodingJSON && v[1] != EncodingProto) {
