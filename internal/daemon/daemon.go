@@ -54,6 +54,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			_ = adm.Shutdown(sctx)
 		}()
 	}
+	// The node network (network.go): dummy interface and iptables rules, ensured
+	// before the listeners that bind the dummy IP; never fatal.
+	netw := startNetwork(ctx, cfg, log)
 	hub := hubserver.New(log)
 	if err := hub.Serve(cfg.ServeAddr(), errc); err != nil {
 		return err
@@ -63,8 +66,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	on, err := startOnline(ctx, cfg, log, hub, errc, onlineDeps{})
 	if err != nil {
 		_ = hub.Shutdown(context.Background())
+		netw.stop(false)
 		return err
 	}
+	netw.register(on.metrics.Registry)
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot tell systemd the hub is ready", slog.Any("err", err))
@@ -87,6 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := hub.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("hub server did not stop cleanly", slog.Any("err", err))
 	}
+	netw.stop(runErr == nil) // undo only on a clean shutdown (SIGTERM/SIGINT)
 	log.Info("stopped")
 	return runErr
 }
