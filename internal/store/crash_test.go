@@ -21,7 +21,8 @@ import (
 // then opens the file (nothing may be moved aside), runs bbolt's consistency check,
 // and compares every view with a model: each view must equal the state after some
 // whole operation (a list completely written, or a whole ApplyEvents batch), never a
-// part of one. The next child continues on the same file.
+// part of one, and no operation whose call had returned (the child prints an ack
+// line after each) may be missing. The next child continues on the same file.
 //
 //	go test ./internal/store -run TestCrashSIGKILL -crash.kills=1000
 //	YURTHUB_CRASH_KILLS=1000 make test
@@ -134,6 +135,12 @@ func crashChild(path, plan string) {
 	}
 	parts := strings.Split(plan, ",")
 	errc := make(chan error, crashViews)
+	ack := make(chan string, 64)
+	go func() {
+		for line := range ack {
+			os.Stdout.WriteString(line) // unbuffered: a line is out before the next op starts
+		}
+	}()
 	for v := range crashViews {
 		var op int
 		var rv uint64
@@ -175,6 +182,8 @@ func crashChild(path, plan string) {
 					}
 				}
 				rv += o.size()
+				// Acknowledge: this op's call returned, so it must survive the kill.
+				ack <- fmt.Sprintf("ack %d %d\n", v, rv)
 			}
 		}()
 	}
@@ -207,7 +216,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	start := time.Now()
-	var totalOps, childFailures int
+	var totalOps, childFailures, inFlightSurvived int
 	for kill := 0; kill < kills; kill++ {
 		plan := make([]string, crashViews)
 		for v, m := range models {
@@ -215,8 +224,9 @@ func TestCrashSIGKILL(t *testing.T) {
 		}
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashPlanEnv+"="+strings.Join(plan, ","))
-		var stderr strings.Builder
+		var stderr, stdout strings.Builder
 		cmd.Stderr = &stderr
+		cmd.Stdout = &stdout
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -226,6 +236,14 @@ func TestCrashSIGKILL(t *testing.T) {
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			childFailures++
 			t.Fatalf("kill %d: the child was not killed but exited (%v): %s", kill, err, stderr.String())
+		}
+		acked := make([]uint64, crashViews) // highest RV whose call returned, per view
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			var v int
+			var rv uint64
+			if n, _ := fmt.Sscanf(line, "ack %d %d", &v, &rv); n == 2 && v >= 0 && v < crashViews && rv > acked[v] {
+				acked[v] = rv
+			}
 		}
 		checkFile(t, path)
 		if t.Failed() {
@@ -252,6 +270,13 @@ func TestCrashSIGKILL(t *testing.T) {
 				s.Close()
 				t.Fatalf("kill %d view %d: %v", kill, v, err)
 			}
+			if info.ResourceVersion < acked[v] {
+				s.Close()
+				t.Fatalf("kill %d view %d: stored RV %d, but the call that wrote RV %d had returned: an acknowledged write was lost", kill, v, info.ResourceVersion, acked[v])
+			}
+			if info.ResourceVersion > acked[v] {
+				inFlightSurvived++ // committed, the child was killed before it could say so
+			}
 			for m.rv < info.ResourceVersion {
 				m.apply(v)
 				totalOps++
@@ -276,6 +301,6 @@ func TestCrashSIGKILL(t *testing.T) {
 		}
 	}
 	fi, _ := os.Stat(path)
-	t.Logf("%d SIGKILLs in %s: every reopen passed tx.Check and every view equalled a completely written state; %d operations verified, final file %d bytes",
-		kills, time.Since(start).Round(time.Millisecond), totalOps, fi.Size())
+	t.Logf("%d SIGKILLs in %s: every reopen passed tx.Check, every view equalled a completely written state, no acknowledged write was lost; %d operations verified (%d views held a commit the child had not yet acknowledged), final file %d bytes",
+		kills, time.Since(start).Round(time.Millisecond), totalOps, inFlightSurvived, fi.Size())
 }
