@@ -41,10 +41,9 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# demo: internal/demo/demo.sh (builds what it needs; internal/demo's test runs it in CI).
 demo:
-	@echo "make demo will: build yurthub and a real kube-apiserver, run the hub in front of it,"
-	@echo "show clients served through it, cut the apiserver, show them served from the cache,"
-	@echo "and show hubctl inspect. It lands with the offline path (issue 5/6)."
+	internal/demo/demo.sh
 
 # package: .deb and .rpm for amd64 and arm64 into dist/ (packaging/README.md).
 package:

@@ -1,0 +1,56 @@
+// Package demo holds make demo (demo.sh): yurthub in front of a real kube-apiserver,
+// the cloud cut and restored, every step checked. TestDemo runs the same script, so
+// the demo a newcomer sees is the one CI passes.
+package demo
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/yurthub/yurthub/internal/testenv"
+	"github.com/yurthub/yurthub/internal/testkube"
+)
+
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Log("-short: the demo starts a control plane; run without -short")
+		return
+	}
+	bash := testenv.LookPath(t, "bash")
+	testenv.LookPath(t, "curl")
+	testenv.LookPath(t, "make")
+	bins := testkube.BinDir(t)
+	script := filepath.Join(testenv.RepoRoot(t), "internal", "demo", "demo.sh")
+	cmd := exec.Command(bash, script)
+	cmd.Env = append(os.Environ(),
+		"YURTHUB_KUBE_BIN_DIR="+bins,
+		"DEMO_DIR="+t.TempDir(),
+		"DEMO_FAST=1",
+		"DEMO_RANDOM_PORTS=1",
+	)
+	var out bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, testWriter{t})
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo.sh failed: %v", err)
+	}
+	if !strings.Contains(out.String(), "Demo complete: every step passed.") {
+		t.Fatalf("demo.sh exited 0 without its closing line")
+	}
+	if n := strings.Count(out.String(), "not yet:"); n > 0 {
+		t.Logf("%d demo steps report a feature that has not landed (\"not yet:\")", n)
+	}
+}
+
+// testWriter streams the script's output into the test log line by line.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
