@@ -11,8 +11,9 @@ import (
 )
 
 // lockWaitSeconds is how long one iptables call waits for the xtables lock (-w) before
-// it fails with exit status 4; such a failure is retried (see retry).
-const lockWaitSeconds = 5
+// it fails with exit status 4; such a failure is retried (see retryLock). A variable
+// so that the lock test need not wait 5 s per try.
+var lockWaitSeconds = 5
 
 // rule is one rule in an owned chain, in the canonical form iptables -S prints it,
 // so that listed rules compare as strings.
@@ -50,7 +51,13 @@ func (m *Manager) iptables() (*iptables.IPTables, error) {
 	if m.family() != netlink.FAMILY_V4 {
 		proto = iptables.ProtocolIPv6
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(lockWaitSeconds))
+	var ipt *iptables.IPTables
+	var err error
+	if m.cfg.IPTablesCommand != "" {
+		ipt, err = iptables.New(iptables.IPFamily(proto), iptables.Timeout(lockWaitSeconds), iptables.Path(m.cfg.IPTablesCommand))
+	} else {
+		ipt, err = iptables.New(iptables.IPFamily(proto), iptables.Timeout(lockWaitSeconds))
+	}
 	if err != nil {
 		return nil, iptablesErr("find iptables", err)
 	}
@@ -58,7 +65,17 @@ func (m *Manager) iptables() (*iptables.IPTables, error) {
 	return ipt, nil
 }
 
-func retryLock(op func() error) error { return retry(op, isLockContention) }
+// retryLock runs an iptables operation, retrying while another program holds the
+// xtables lock (iptables-legacy) or changes the ruleset under it (iptables-nft).
+func (m *Manager) retryLock(op func() error) error {
+	return retry(op, func(err error) bool {
+		if !isLockContention(err) {
+			return false
+		}
+		m.log.Warn("iptables is busy (another program holds the xtables lock), retrying", slog.Any("err", err))
+		return true
+	})
+}
 
 func (m *Manager) ensureRules() error {
 	ipt, err := m.iptables()
@@ -68,18 +85,18 @@ func (m *Manager) ensureRules() error {
 	want := m.rules()
 	for _, chain := range []string{ChainInput, ChainOutput} {
 		var exists bool
-		if err := retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, chain); return err }); err != nil {
+		if err := m.retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, chain); return err }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: check", Table, chain), err)
 		}
 		if !exists {
-			if err := retryLock(func() error { return ipt.NewChain(Table, chain) }); err != nil {
+			if err := m.retryLock(func() error { return ipt.NewChain(Table, chain) }); err != nil {
 				return iptablesErr(fmt.Sprintf("table %s chain %s: create", Table, chain), err)
 			}
 			m.log.Info("created iptables chain", slog.String("table", Table), slog.String("chain", chain))
 		}
 
 		var listed []string
-		if err := retryLock(func() (err error) { listed, err = ipt.List(Table, chain); return err }); err != nil {
+		if err := m.retryLock(func() (err error) { listed, err = ipt.List(Table, chain); return err }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: list", Table, chain), err)
 		}
 		have := map[string]bool{}
@@ -94,7 +111,7 @@ func (m *Manager) ensureRules() error {
 				continue
 			}
 			// Not ours (or a duplicate): the chain is owned, so it goes.
-			if err := retryLock(func() error { return ipt.Delete(Table, chain, strings.Fields(spec)...) }); err != nil {
+			if err := m.retryLock(func() error { return ipt.Delete(Table, chain, strings.Fields(spec)...) }); err != nil {
 				return iptablesErr(fmt.Sprintf("table %s chain %s: delete rule %q", Table, chain, spec), err)
 			}
 			m.log.Info("deleted unexpected iptables rule", slog.String("chain", chain), slog.String("rule", spec))
@@ -103,7 +120,7 @@ func (m *Manager) ensureRules() error {
 			if r.chain != chain || have[r.String()] {
 				continue
 			}
-			if err := retryLock(func() error { return ipt.Append(Table, chain, r.spec...) }); err != nil {
+			if err := m.retryLock(func() error { return ipt.Append(Table, chain, r.spec...) }); err != nil {
 				return iptablesErr(fmt.Sprintf("table %s chain %s: append rule %q", Table, chain, r), err)
 			}
 			m.log.Info("added iptables rule", slog.String("chain", chain), slog.String("rule", r.String()))
@@ -111,13 +128,13 @@ func (m *Manager) ensureRules() error {
 	}
 	for _, j := range jumps {
 		var ok bool
-		if err := retryLock(func() (err error) { ok, err = ipt.Exists(Table, j[0], "-j", j[1]); return err }); err != nil {
+		if err := m.retryLock(func() (err error) { ok, err = ipt.Exists(Table, j[0], "-j", j[1]); return err }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: check jump to %s", Table, j[0], j[1]), err)
 		}
 		if ok {
 			continue
 		}
-		if err := retryLock(func() error { return ipt.Insert(Table, j[0], 1, "-j", j[1]) }); err != nil {
+		if err := m.retryLock(func() error { return ipt.Insert(Table, j[0], 1, "-j", j[1]) }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: insert jump to %s", Table, j[0], j[1]), err)
 		}
 		m.log.Info("added iptables jump", slog.String("chain", j[0]), slog.String("to", j[1]))
@@ -141,18 +158,18 @@ func (m *Manager) removeRules() error {
 	}
 	for _, j := range jumps {
 		var exists bool
-		if err := retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, j[1]); return err }); err != nil {
+		if err := m.retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, j[1]); return err }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: check", Table, j[1]), err)
 		}
 		for exists { // no owned chain means no jump to it can exist either
 			var ok bool
-			if err := retryLock(func() (err error) { ok, err = ipt.Exists(Table, j[0], "-j", j[1]); return err }); err != nil {
+			if err := m.retryLock(func() (err error) { ok, err = ipt.Exists(Table, j[0], "-j", j[1]); return err }); err != nil {
 				return iptablesErr(fmt.Sprintf("table %s chain %s: check jump to %s", Table, j[0], j[1]), err)
 			}
 			if !ok {
 				break
 			}
-			if err := retryLock(func() error { return ipt.Delete(Table, j[0], "-j", j[1]) }); err != nil {
+			if err := m.retryLock(func() error { return ipt.Delete(Table, j[0], "-j", j[1]) }); err != nil {
 				return iptablesErr(fmt.Sprintf("table %s chain %s: delete jump to %s", Table, j[0], j[1]), err)
 			}
 			m.log.Info("deleted iptables jump", slog.String("chain", j[0]), slog.String("to", j[1]))
@@ -160,13 +177,13 @@ func (m *Manager) removeRules() error {
 	}
 	for _, chain := range []string{ChainInput, ChainOutput} {
 		var exists bool
-		if err := retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, chain); return err }); err != nil {
+		if err := m.retryLock(func() (err error) { exists, err = ipt.ChainExists(Table, chain); return err }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: check", Table, chain), err)
 		}
 		if !exists {
 			continue
 		}
-		if err := retryLock(func() error { return ipt.ClearAndDeleteChain(Table, chain) }); err != nil {
+		if err := m.retryLock(func() error { return ipt.ClearAndDeleteChain(Table, chain) }); err != nil {
 			return iptablesErr(fmt.Sprintf("table %s chain %s: delete", Table, chain), err)
 		}
 		m.log.Info("deleted iptables chain", slog.String("table", Table), slog.String("chain", chain))

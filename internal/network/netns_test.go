@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -447,7 +448,7 @@ func TestNetnsReconcileRestores(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the reconcile loop did not restore the link and rules in 20s; logs:\n%s", logs)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	cancel()
 	<-done
@@ -649,5 +650,75 @@ func TestNetnsIPv6(t *testing.T) {
 	mustAddr(t, m.Remove())
 	if got := save(t, "ip6tables-save"); strings.Contains(got, "YURTHUB") {
 		t.Errorf("Remove left ip6tables rules:\n%s", got)
+	}
+}
+
+// TestNetnsIPTablesLockContention: another program holds the xtables lock longer than
+// one iptables call waits (-w 1 here); Ensure retries and succeeds once the lock is
+// released. iptables-legacy takes the lock (iptables-nft does not); XTABLES_LOCKFILE
+// points it at a lock file of the test's own, so the host's lock is never held.
+func TestNetnsIPTablesLockContention(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	legacy := testenv.LookPath(t, "iptables-legacy")
+	lock := filepath.Join(t.TempDir(), "xtables.lock")
+	t.Setenv("XTABLES_LOCKFILE", lock)
+	f, err := os.OpenFile(lock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	old := lockWaitSeconds
+	lockWaitSeconds = 1
+	defer func() { lockWaitSeconds = old }()
+	released := time.Now().Add(1500 * time.Millisecond)
+	go func() {
+		time.Sleep(time.Until(released))
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}()
+
+	cfg := fullConfig()
+	cfg.EnableLink = false
+	cfg.IPTablesCommand = legacy
+	m, logs := newManager(t, cfg)
+	if err := m.Ensure(); err != nil {
+		t.Fatalf("Ensure with the lock held for 1.5s: %v\n%s", err, logs)
+	}
+	if time.Now().Before(released) {
+		t.Fatal("Ensure finished before the lock was released: iptables did not take the lock, the test proves nothing")
+	}
+	if !strings.Contains(logs.String(), "xtables lock") || !strings.Contains(logs.String(), "retrying") {
+		t.Errorf("no retry on lock contention was logged:\n%s", logs)
+	}
+	checkRules(t, save(t, legacy+"-save"), wantRules)
+}
+
+// TestRetryDumpInterrupted: a netlink dump the kernel interrupted is repeated; any
+// other error is not. (The kernel interrupts dumps only under concurrent changes, so
+// the error is fed in here rather than provoked.)
+func TestRetryDumpInterrupted(t *testing.T) {
+	calls := 0
+	err := retry(func() error {
+		if calls++; calls < 3 {
+			return fmt.Errorf("list addresses: %w", netlink.ErrDumpInterrupted)
+		}
+		return nil
+	}, isDumpInterrupted)
+	if err != nil || calls != 3 {
+		t.Errorf("retry = %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	err = retry(func() error { calls++; return syscall.EPERM }, isDumpInterrupted)
+	if !errors.Is(err, syscall.EPERM) || calls != 1 {
+		t.Errorf("retry = %v after %d calls, want EPERM after 1", err, calls)
+	}
+	calls = 0
+	err = retry(func() error { calls++; return netlink.ErrDumpInterrupted }, isDumpInterrupted)
+	if !errors.Is(err, netlink.ErrDumpInterrupted) || calls != 5 {
+		t.Errorf("retry = %v after %d calls, want ErrDumpInterrupted after 5", err, calls)
 	}
 }

@@ -82,6 +82,9 @@ type Config struct {
 	IP             net.IP // --dummy-if-ip
 	EnableIPTables bool   // --enable-iptables
 	Ports          []int  // the proxy ports accepted on IP (--proxy-port, --proxy-secure-port)
+	// IPTablesCommand is the iptables binary; empty means iptables (or ip6tables)
+	// from PATH. Tests set iptables-legacy to exercise the xtables lock.
+	IPTablesCommand string
 }
 
 // Manager ensures, reconciles and removes the node network state.

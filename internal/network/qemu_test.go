@@ -29,6 +29,7 @@ var guestMustPass = []string{
 	"TestNetnsLinkNameTaken",
 	"TestNetnsNoDriverReachesLog",
 	"TestNetnsIPv6",
+	"TestNetnsIPTablesLockContention",
 }
 
 // TestQEMURealDummy proves the real dummy path: it boots Debian's cloud kernel

@@ -37,7 +37,7 @@ if [ -s "$out/vmlinuz" ] && [ -s "$out/base.cpio.gz" ] && [ "$(cat "$out/key" 2>
   exit 0
 fi
 
-for cmd in apt-get dpkg-deb busybox cpio gzip xtables-nft-multi ldd; do
+for cmd in apt-get dpkg-deb busybox cpio gzip xtables-nft-multi xtables-legacy-multi ldd; do
   command -v "$cmd" >/dev/null || { echo "build.sh: $cmd not found; run .ci/run's apt-get line" >&2; exit 1; }
 done
 busybox --list | grep -qx depmod || { echo "build.sh: busybox has no depmod applet (install busybox-static)" >&2; exit 1; }
@@ -93,6 +93,12 @@ xt=$(command -v xtables-nft-multi)
 copy_with_libs "$xt"
 for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
   ln -sf "$xt" "$r/usr/sbin/$name"
+done
+# iptables-legacy too: it takes the xtables lock, which the lock-contention test needs.
+xl=$(command -v xtables-legacy-multi)
+copy_with_libs "$xl"
+for name in iptables-legacy iptables-legacy-save; do
+  ln -sf "$xl" "$r/usr/sbin/$name"
 done
 xtdir=$(dirname "$(ldd "$xt" | grep -oE '/[^ ]+libxtables[^ ]*')")/xtables
 for so in "$xtdir"/*.so; do copy_with_libs "$so"; done
