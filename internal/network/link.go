@@ -100,18 +100,25 @@ func (m *Manager) ensureLink() error {
 	if err != nil {
 		return linkErr(op("list addresses"), KindAddress, kind, err)
 	}
+	have := false
 	for _, a := range mine {
-		if !a.IP.Equal(want.IP) {
-			continue // addresses the kernel adds (IPv6 link-local) or an operator's: not ours to judge
+		switch {
+		case a.IPNet.String() == want.String():
+			have = true
+			continue
+		case a.IP.To4() == nil && a.IP.IsLinkLocalUnicast():
+			continue // fe80::/64, the kernel's own
 		}
-		if a.IPNet.String() == want.String() {
-			return nil
-		}
-		// Our IP with another prefix: fix it.
+		// The link is ours: our IP with another prefix, or an address left from an
+		// earlier --dummy-if-ip, goes.
 		if err := m.nl.AddrDel(link, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 			return linkErr(op("delete address %s", a.IPNet), KindAddress, kind, err)
 		}
-		m.log.Info("deleted address with the wrong prefix", slog.String("name", name), slog.String("addr", a.IPNet.String()))
+		m.log.Info("deleted address", slog.String("name", name), slog.String("addr", a.IPNet.String()),
+			slog.String("reason", "not "+want.String()))
+	}
+	if have {
+		return nil
 	}
 	addr := &netlink.Addr{IPNet: want}
 	if m.family() == netlink.FAMILY_V6 {

@@ -413,11 +413,12 @@ func TestNetnsReconcileRestores(t *testing.T) {
 	checkLink(t, "169.254.2.1/32")
 	mustAddr(t, netlink.AddrDel(l, &netlink.Addr{IPNet: mustCIDR("169.254.2.1/32")}))
 	mustAddr(t, netlink.AddrAdd(l, &netlink.Addr{IPNet: mustCIDR("169.254.2.1/24")}))
+	mustAddr(t, netlink.AddrAdd(l, &netlink.Addr{IPNet: mustCIDR("169.254.2.9/32")})) // from an earlier --dummy-if-ip
 	mustAddr(t, netlink.LinkSetDown(l))
 	mustAddr(t, m.Ensure())
 	checkLink(t, "169.254.2.1/32")
 	if as, _ := netlink.AddrList(l, netlink.FAMILY_V4); len(as) != 1 {
-		t.Errorf("after fixing the prefix the link carries %v, want only 169.254.2.1/32", as)
+		t.Errorf("after fixing the prefix and dropping the stale address the link carries %v, want only 169.254.2.1/32", as)
 	}
 
 	// Rules: one deleted, a jump deleted, a foreign rule added to an owned chain.

@@ -16,7 +16,11 @@
 // The link: an interface of kind Config.LinkKind ("dummy" in production; tests use
 // "ifb", which behaves the same, where the kernel has no dummy driver) named
 // --dummy-if-name, up, carrying the IP as a /32 (or /128 for an IPv6 --dummy-if-ip),
-// managed over netlink (github.com/vishvananda/netlink).
+// managed over netlink (github.com/vishvananda/netlink). The link is owned: any other
+// address of the IP's family on it (our IP with another prefix, an earlier
+// --dummy-if-ip) is deleted, except the kernel's IPv6 link-local one. An interface of
+// another kind under the same name is refused (ErrLinkConflict), never deleted, and
+// the IP on another interface is refused (ErrAddressInUse).
 //
 // The rules, in the filter table (iptables, or ip6tables for IPv6), through
 // github.com/coreos/go-iptables. The product owns two chains and the built-in

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +65,7 @@ func TestQEMURealDummy(t *testing.T) {
 
 	// The test binary, static, plus its arguments, as a second cpio archive.
 	stage := t.TempDir()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin := testenv.LookPath(t, "go") // go test puts its own GOROOT/bin first in PATH
 	tc := exec.Command(gobin, "test", "-c", "-o", filepath.Join(stage, "network.test"), ".")
 	tc.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := tc.CombinedOutput(); err != nil {
