@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +17,12 @@ import (
 
 	"github.com/yurthub/yurthub/internal/store/schema"
 	"github.com/yurthub/yurthub/migrations"
+)
+
+// Address space mapped ahead (not file size), and the file's growth step.
+const (
+	initialMmapSize = (strconv.IntSize / 64) * (128 << 20) // 128 MiB on 64-bit; none on 32-bit (scarce address space)
+	allocSize       = 4 << 20
 )
 
 // Options tune Open. The zero value is usable.
@@ -154,7 +161,16 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		PreLoadFreelist: true,
 		PageSize:        s.opts.PageSize, // Stats reads the freelist, also read-only
 	}
+	if !s.opts.ReadOnly {
+		// Map address space ahead so that a big transaction does not remap (each remap
+		// copies every node in flight to the heap), and grow the file in small steps
+		// so the mapping size does not become the file size.
+		bopts.InitialMmapSize = initialMmapSize
+	}
 	db, err = bolt.Open(s.path, 0o600, bopts)
+	if err == nil && !s.opts.ReadOnly {
+		db.AllocSize = allocSize
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s (waited %s; is yurthub running? use its admin socket)", ErrLocked, s.path, s.opts.LockTimeout)
