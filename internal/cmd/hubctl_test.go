@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/yurthub/yurthub/internal/store"
 )
 
@@ -23,6 +25,19 @@ func TestHubctlInspectDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	t.Cleanup(func() { // bbolt's consistency check on the test DB
+		db, err := bolt.Open(filepath.Join(root, "cache.db"), 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		db.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				t.Errorf("consistency check: %v", err)
+			}
+			return nil
+		})
+	})
 	tests := []struct {
 		args     []string
 		code     int
