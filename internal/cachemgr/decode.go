@@ -1,0 +1,601 @@
+package cachemgr
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/yurthub/yurthub/internal/store"
+)
+
+// Decoding works on the wire form, without building typed objects: the cache
+// needs only each object's bytes, namespace, name, resourceVersion (and a pod's
+// spec.nodeName, and a bookmark's initial-events-end annotation). JSON items are
+// scanned with encoding/json into a few fields; protobuf items are walked with
+// protowire over the fields every Kubernetes object shares (metadata = 1 with
+// name 1, namespace 3, resourceVersion 6, annotations 12; List: metadata 1 with
+// resourceVersion 2 and continue 3, items 2; Pod: spec 2 with nodeName 10), the
+// same field numbers client-go's generated code uses. Built-in and custom types
+// are therefore handled alike, and an item is never decoded into a Go struct.
+
+// protoMagic prefixes every Kubernetes protobuf envelope (runtime.Unknown).
+var protoMagic = []byte{'k', '8', 's', 0}
+
+// item is one decoded object.
+type item struct {
+	namespace, name string
+	rv              uint64
+	nodeName        string
+	initialEnd      bool // bookmark with k8s.io/initial-events-end=true
+	data            []byte
+	enc             store.Encoding
+}
+
+func (it *item) object() store.Object {
+	return store.Object{Namespace: it.namespace, Name: it.name, ResourceVersion: it.rv, Encoding: it.enc, Data: it.data}
+}
+
+func parseRV(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	rv, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("resourceVersion %q is not a number: %w", s, err)
+	}
+	return rv, nil
+}
+
+// ---- JSON ----
+
+type jsonMeta struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Metadata   struct {
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		ResourceVersion string            `json:"resourceVersion"`
+		Annotations     map[string]string `json:"annotations"`
+	} `json:"metadata"`
+}
+
+type jsonPodSpec struct {
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
+}
+
+// parseJSONItem fills it from one JSON object. When the object has no kind (items
+// of a typed list carry none), kind and apiVersion are put first, as a GET would
+// return them, so a cached item is the same document as a cached GET.
+func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) error {
+	var m jsonMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("decode JSON object: %w", err)
+	}
+	rv, err := parseRV(m.Metadata.ResourceVersion)
+	if err != nil {
+		return err
+	}
+	*it = item{namespace: m.Metadata.Namespace, name: m.Metadata.Name, rv: rv, enc: store.EncodingJSON, data: raw}
+	it.initialEnd = m.Metadata.Annotations[metav1.InitialEventsAnnotationKey] == "true"
+	if pod {
+		var p jsonPodSpec
+		if err := json.Unmarshal(raw, &p); err == nil {
+			it.nodeName = p.Spec.NodeName
+		}
+	}
+	if m.Kind == "" && kind != "" {
+		body := bytes.TrimSpace(raw)
+		var b bytes.Buffer
+		b.Grow(len(body) + len(kind) + len(apiVersion) + 32)
+		b.WriteString(`{"kind":`)
+		writeJSONString(&b, kind)
+		b.WriteString(`,"apiVersion":`)
+		writeJSONString(&b, apiVersion)
+		rest := bytes.TrimSpace(body[1:])
+		if len(rest) > 0 && rest[0] != '}' {
+			b.WriteByte(',')
+		}
+		b.Write(rest)
+		it.data = b.Bytes()
+	}
+	return nil
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s)
+	b.Write(q)
+}
+
+// itemKind is the kind of a list's items: "PodList" => "Pod".
+func itemKind(listKind string) string { return strings.TrimSuffix(listKind, "List") }
+
+// listSink receives a list's items as they are decoded.
+type listSink interface {
+	add(it *item) error
+}
+
+type listMeta struct {
+	rv       uint64
+	cont     string
+	kind     string
+	itemKind string
+}
+
+// decodeJSONList streams a JSON list: tokens down to "items", then one item at a
+// time (only one item is held in memory).
+func decodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
+	var lm listMeta
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{'); err != nil {
+		return lm, err
+	}
+	var apiVersion string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return lm, err
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "kind":
+			if err := dec.Decode(&lm.kind); err != nil {
+				return lm, err
+			}
+			lm.itemKind = itemKind(lm.kind)
+		case "apiVersion":
+			if err := dec.Decode(&apiVersion); err != nil {
+				return lm, err
+			}
+		case "metadata":
+			var m struct {
+				ResourceVersion string `json:"resourceVersion"`
+				Continue        string `json:"continue"`
+			}
+			if err := dec.Decode(&m); err != nil {
+				return lm, err
+			}
+			rv, err := parseRV(m.ResourceVersion)
+			if err != nil {
+				return lm, fmt.Errorf("list metadata: %w", err)
+			}
+			lm.rv, lm.cont = rv, m.Continue
+		case "items":
+			tok, err := dec.Token()
+			if err != nil {
+				return lm, err
+			}
+			if tok == nil { // "items": null
+				continue
+			}
+			if d, ok := tok.(json.Delim); !ok || d != '[' {
+				return lm, fmt.Errorf("list items: want '[', got %v", tok)
+			}
+			for dec.More() {
+				var raw json.RawMessage
+				if err := dec.Decode(&raw); err != nil {
+					return lm, fmt.Errorf("list item: %w", err)
+				}
+				var it item
+				if err := parseJSONItem(raw, lm.itemKind, apiVersion, pod, &it); err != nil {
+					return lm, err
+				}
+				if err := sink.add(&it); err != nil {
+					return lm, err
+				}
+			}
+			if err := expectDelim(dec, ']'); err != nil {
+				return lm, err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return lm, err
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return lm, err
+	}
+	return lm, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("JSON: want %q, got %v", want, tok)
+	}
+	return nil
+}
+
+// watchEvent is one decoded watch event.
+type watchEvent struct {
+	typ string
+	it  item
+}
+
+// jsonWatchDecoder reads a JSON watch stream: concatenated {"type":..,"object":..}.
+type jsonWatchDecoder struct {
+	dec *json.Decoder
+	pod bool
+}
+
+func (d *jsonWatchDecoder) next(ev *watchEvent) error {
+	var e struct {
+		Type   string          `json:"type"`
+		Object json.RawMessage `json:"object"`
+	}
+	if err := d.dec.Decode(&e); err != nil {
+		return err
+	}
+	ev.typ = e.Type
+	if e.Type == "ERROR" {
+		ev.it = item{}
+		return nil
+	}
+	return parseJSONItem(e.Object, "", "", d.pod, &ev.it)
+}
+
+// ---- protobuf ----
+
+// protoObjectMeta reads name, namespace, resourceVersion and the initial-events-end
+// annotation from an ObjectMeta message.
+func protoObjectMeta(b []byte, it *item) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && (num == 1 || num == 3 || num == 6 || num == 12) {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			switch num {
+			case 1:
+				it.name = string(v)
+			case 3:
+				it.namespace = string(v)
+			case 6:
+				rv, err := parseRV(string(v))
+				if err != nil {
+					return err
+				}
+				it.rv = rv
+			case 12:
+				k, val := protoMapEntry(v)
+				if k == metav1.InitialEventsAnnotationKey && val == "true" {
+					it.initialEnd = true
+				}
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func protoMapEntry(b []byte) (key, val string) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return
+			}
+			b = b[n:]
+			if num == 1 {
+				key = string(v)
+			} else if num == 2 {
+				val = string(v)
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+	}
+	return
+}
+
+// protoField returns the bytes of the first length-delimited field num of message b.
+func protoField(b []byte, num protowire.Number) ([]byte, bool) {
+	for len(b) > 0 {
+		n2, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if n2 == num && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, false
+			}
+			return v, true
+		}
+		n = protowire.ConsumeFieldValue(n2, typ, b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+	}
+	return nil, false
+}
+
+// parseProtoObject fills it from a bare object message (no envelope); data is set
+// by the caller.
+func parseProtoObject(msg []byte, pod bool, it *item) error {
+	if meta, ok := protoField(msg, 1); ok {
+		if err := protoObjectMeta(meta, it); err != nil {
+			return fmt.Errorf("decode protobuf metadata: %w", err)
+		}
+	}
+	if pod {
+		if spec, ok := protoField(msg, 2); ok {
+			if nn, ok := protoField(spec, 10); ok {
+				it.nodeName = string(nn)
+			}
+		}
+	}
+	return nil
+}
+
+// parseProtoEnvelope fills it from a full "k8s\0"+Unknown document (a GET body or a
+// watch event's object); the stored bytes are the envelope as received.
+func parseProtoEnvelope(doc []byte, pod bool, it *item) error {
+	if !bytes.HasPrefix(doc, protoMagic) {
+		return errors.New("protobuf object without the k8s envelope")
+	}
+	var u runtime.Unknown
+	if err := u.Unmarshal(doc[len(protoMagic):]); err != nil {
+		return fmt.Errorf("decode protobuf envelope: %w", err)
+	}
+	*it = item{enc: store.EncodingProtobuf, data: doc}
+	return parseProtoObject(u.Raw, pod, it)
+}
+
+// envelope wraps a bare item message the way the apiserver encodes a GET.
+func envelope(apiVersion, kind string, msg []byte) ([]byte, error) {
+	u := runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: apiVersion, Kind: kind}, Raw: msg}
+	b := make([]byte, len(protoMagic)+u.Size())
+	copy(b, protoMagic)
+	if _, err := u.MarshalToSizedBuffer(b[len(protoMagic):]); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// protoReader reads protobuf wire data from a stream.
+type protoReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func (p *protoReader) varint() (uint64, error) { return binary.ReadUvarint(p.r) }
+
+func (p *protoReader) tag() (protowire.Number, protowire.Type, error) {
+	v, err := p.varint()
+	if err != nil {
+		return 0, 0, err
+	}
+	num, typ := protowire.DecodeTag(v)
+	if num < 1 {
+		return 0, 0, fmt.Errorf("protobuf: bad field number in tag %d", v)
+	}
+	return num, typ, nil
+}
+
+// bytesField reads a length-delimited value into a fresh slice (capped at max).
+func (p *protoReader) bytesField(max uint64) ([]byte, error) {
+	n, err := p.varint()
+	if err != nil {
+		return nil, err
+	}
+	if n > max {
+		return nil, fmt.Errorf("protobuf: field of %d bytes exceeds the %d-byte limit", n, max)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(p.r, b)
+	return b, err
+}
+
+func (p *protoReader) skip(typ protowire.Type) error {
+	switch typ {
+	case protowire.VarintType:
+		_, err := p.varint()
+		return err
+	case protowire.Fixed32Type:
+		_, err := p.r.Discard(4)
+		return err
+	case protowire.Fixed64Type:
+		_, err := p.r.Discard(8)
+		return err
+	case protowire.BytesType:
+		n, err := p.varint()
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyN(io.Discard, p.r, int64(n))
+		return err
+	}
+	return fmt.Errorf("protobuf: unsupported wire type %d", typ)
+}
+
+// decodeProtoList streams a protobuf list: the envelope's raw field (the List
+// message) is walked field by field, so only one item is held in memory.
+func decodeProtoList(r io.Reader, pod bool, maxItem uint64, sink listSink) (listMeta, error) {
+	var lm listMeta
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic := make([]byte, len(protoMagic))
+	if _, err := io.ReadFull(br, magic); err != nil {
+		return lm, err
+	}
+	if !bytes.Equal(magic, protoMagic) {
+		return lm, errors.New("protobuf list without the k8s envelope")
+	}
+	p := &protoReader{r: br}
+	var apiVersion string
+	sawRaw := false
+	for {
+		num, typ, err := p.tag()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return lm, err
+		}
+		switch {
+		case num == 1 && typ == protowire.BytesType: // typeMeta
+			tm, err := p.bytesField(1 << 16)
+			if err != nil {
+				return lm, err
+			}
+			if v, ok := protoField(tm, 1); ok {
+				apiVersion = string(v)
+			}
+			if v, ok := protoField(tm, 2); ok {
+				lm.kind = string(v)
+				lm.itemKind = itemKind(lm.kind)
+			}
+		case num == 2 && typ == protowire.BytesType: // raw: the List message
+			sawRaw = true
+			n, err := p.varint()
+			if err != nil {
+				return lm, err
+			}
+			if err := decodeProtoListBody(&protoReader{r: bufio.NewReaderSize(io.LimitReader(br, int64(n)), 64<<10)}, apiVersion, pod, maxItem, &lm, sink); err != nil {
+				return lm, err
+			}
+		default:
+			if err := p.skip(typ); err != nil {
+				return lm, err
+			}
+		}
+	}
+	if !sawRaw {
+		return lm, errors.New("protobuf list envelope without a body")
+	}
+	return lm, nil
+}
+
+func decodeProtoListBody(p *protoReader, apiVersion string, pod bool, maxItem uint64, lm *listMeta, sink listSink) error {
+	for {
+		num, typ, err := p.tag()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case num == 1 && typ == protowire.BytesType: // ListMeta
+			m, err := p.bytesField(1 << 20)
+			if err != nil {
+				return err
+			}
+			if v, ok := protoField(m, 2); ok {
+				rv, err := parseRV(string(v))
+				if err != nil {
+					return fmt.Errorf("list metadata: %w", err)
+				}
+				lm.rv = rv
+			}
+			if v, ok := protoField(m, 3); ok {
+				lm.cont = string(v)
+			}
+		case num == 2 && typ == protowire.BytesType: // one item
+			msg, err := p.bytesField(maxItem)
+			if err != nil {
+				return fmt.Errorf("list item: %w", err)
+			}
+			var it item
+			if err := parseProtoObject(msg, pod, &it); err != nil {
+				return err
+			}
+			if it.data, err = envelope(apiVersion, lm.itemKind, msg); err != nil {
+				return err
+			}
+			it.enc = store.EncodingProtobuf
+			if err := sink.add(&it); err != nil {
+				return err
+			}
+		default:
+			if err := p.skip(typ); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// protoWatchDecoder reads a protobuf watch stream: frames of a 4-byte big-endian
+// length and a WatchEvent (optionally in the k8s envelope) whose object is a full
+// k8s protobuf document.
+type protoWatchDecoder struct {
+	r       *bufio.Reader
+	pod     bool
+	maxItem uint32
+}
+
+func (d *protoWatchDecoder) next(ev *watchEvent) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(d.r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > d.maxItem {
+		return fmt.Errorf("protobuf watch frame of %d bytes exceeds the %d-byte limit", n, d.maxItem)
+	}
+	frame := make([]byte, n)
+	if _, err := io.ReadFull(d.r, frame); err != nil {
+		return err
+	}
+	if bytes.HasPrefix(frame, protoMagic) {
+		var u runtime.Unknown
+		if err := u.Unmarshal(frame[len(protoMagic):]); err != nil {
+			return fmt.Errorf("decode watch frame envelope: %w", err)
+		}
+		frame = u.Raw
+	}
+	var we metav1.WatchEvent
+	if err := we.Unmarshal(frame); err != nil {
+		return fmt.Errorf("decode protobuf watch event: %w", err)
+	}
+	ev.typ = we.Type
+	if we.Type == "ERROR" {
+		ev.it = item{}
+		return nil
+	}
+	raw := we.Object.Raw
+	if bytes.HasPrefix(raw, protoMagic) {
+		return parseProtoEnvelope(raw, d.pod, &ev.it)
+	}
+	// A bare object: parse it; it is stored without envelope information, which
+	// an apiserver never sends, so refuse rather than store something unservable.
+	return errors.New("protobuf watch event object without the k8s envelope")
+}

@@ -1,0 +1,51 @@
+// Package cachemgr is the hub's cache manager: it decides which responses are
+// cached (REFERENCE section 5) and tees them into internal/store while they stream
+// to the client.
+//
+// # Who is cached
+//
+// Components (the User-Agent cut at "/", see requestinfo) in DefaultCacheAgents,
+// plus those in the cache_agents key of ConfigMap kube-system/yurt-hub-cfg
+// (comma-separated; "*" = every component), watched live by WatchConfig over the
+// hub's own upstream connection. Requests: get / list / watch of any resource,
+// CRDs included; the status subresource is cached as the object itself; never
+// CSRs, access/token reviews, other subresources, or pods without spec.nodeName.
+// Discovery GETs (/version, /api, /api/<v>, /apis, /apis/<g>, /apis/<g>/<v>) are
+// cached with PutRaw under RawKey. Transformed responses (as=Table,
+// PartialObjectMetadata) are not cached.
+//
+// # How a response is teed
+//
+// The proxy calls CacheResponse from ModifyResponse. It replaces resp.Body with a
+// reader that returns the upstream bytes to the client unchanged (gzip included)
+// and pushes a copy into a bounded queue (Options.QueueBytes). It never waits for
+// the cache: if the queue is full the cache copy is dropped and the view is
+// marked incomplete (Stats.Overflows, a warning log). A goroutine per response
+// gunzips when needed and decodes incrementally:
+//
+//   - get: the body (at most Options.MaxObjectBytes) => store.PutObject.
+//   - list: JSON is walked with json.Decoder tokens down to "items" and decoded
+//     one item at a time; protobuf is walked field by field through the envelope's
+//     List message (protowire), one item at a time. Items go to a store.ListWriter
+//     (which spools to disk) and are committed at the list's resourceVersion, so a
+//     10k-object list is never held in memory. JSON items get kind/apiVersion put
+//     first (typed list items carry none) and protobuf items get the k8s envelope,
+//     so a cached item is the same document a GET returns. Paginated lists
+//     (limit/continue) are committed after the last page.
+//   - watch: events (JSON stream or length-prefixed protobuf WatchEvent frames) are
+//     applied with store.ApplyEvents by a goroutine that batches what piles up
+//     while the previous call is in flight. With sendInitialEvents=true
+//     (watch-list) the events before the k8s.io/initial-events-end bookmark are the
+//     whole state and replace the view through a ListWriter committed at that
+//     bookmark's resourceVersion; later events apply normally.
+//
+// A stream that fails to decode or falls behind marks its view incomplete
+// (store.MarkIncomplete); a watch cut by the network is not a failure (the
+// cache is at the last applied event, which the client's next watch continues
+// from).
+//
+// # Keys (shared with the offline path)
+//
+// ObjectKeyFor, ListKeyFor (CanonicalSelector) and RawKey derive store keys from
+// a request; the offline path must use the same functions.
+package cachemgr

@@ -1,0 +1,610 @@
+package cachemgr
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/yurthub/yurthub/internal/requestinfo"
+	"github.com/yurthub/yurthub/internal/store"
+)
+
+// Options tune a Manager. The zero value is usable.
+type Options struct {
+	// QueueBytes bounds the bytes queued between one response's tee and its cache
+	// decoder (default 32 MiB). Past it the response keeps streaming to the client
+	// and its cache copy is abandoned (list marked incomplete).
+	QueueBytes int
+	// MaxObjectBytes bounds one object, one GET or discovery body (default 16 MiB).
+	MaxObjectBytes int
+	// MaxPendingEvents bounds decoded watch events waiting for the store (default 65536).
+	MaxPendingEvents int
+	// PageTimeout is how long a paginated list waits for its next page (default 2m).
+	PageTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 32 << 20
+	}
+	if o.MaxObjectBytes <= 0 {
+		o.MaxObjectBytes = 16 << 20
+	}
+	if o.MaxPendingEvents <= 0 {
+		o.MaxPendingEvents = 65536
+	}
+	if o.PageTimeout <= 0 {
+		o.PageTimeout = 2 * time.Minute
+	}
+}
+
+// Stats are the manager's counters (exported as metrics by the caller).
+type Stats struct {
+	Responses     int64 // responses teed into the cache
+	Objects       int64 // objects written by GET and list items
+	Events        int64 // watch events applied
+	StaleEvents   int64 // watch events refused as older than the cache
+	Overflows     int64 // streams abandoned because the cache fell behind
+	Failures      int64 // streams abandoned on a decode or store error
+	WriteSeconds  float64
+	Writes        int64 // store write calls (for the mean latency)
+	QueueHighMark int64 // largest tee queue seen, bytes
+	ActiveStreams int64
+}
+
+// Manager decides what is cached and tees responses into the store.
+type Manager struct {
+	st   *store.Store
+	log  *slog.Logger
+	opts Options
+
+	agents atomic.Pointer[agentSet]
+
+	ctx    context.Context // store writes outlive the request that caused them
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	pagesMu sync.Mutex
+	pages   map[string]*pendingList // continue token => list being paged in
+
+	stats struct {
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
+	}
+}
+
+// New returns a Manager writing into st. Caching starts with the default
+// components; WatchConfig (or SetCacheAgents) adds the cache_agents setting.
+func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
+	opts.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{st: st, log: log, opts: opts, pages: map[string]*pendingList{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.agents.Store(parseAgents(""))
+	return m
+}
+
+// Close stops every cache stream in flight (their lists are aborted) and waits for
+// them. The store stays open (its owner closes it).
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+	m.pagesMu.Lock()
+	for k, p := range m.pages {
+		p.w.Abort()
+		p.timer.Stop()
+		delete(m.pages, k)
+	}
+	m.pagesMu.Unlock()
+}
+
+// Wait blocks until every cache stream started so far has finished writing
+// (tests, graceful shutdown).
+func (m *Manager) Wait() { m.wg.Wait() }
+
+// Stats returns the counters.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Responses:     m.stats.responses.Load(),
+		Objects:       m.stats.objects.Load(),
+		Events:        m.stats.events.Load(),
+		StaleEvents:   m.stats.stale.Load(),
+		Overflows:     m.stats.overflows.Load(),
+		Failures:      m.stats.failures.Load(),
+		Writes:        m.stats.writes.Load(),
+		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
+		QueueHighMark: m.stats.queueHigh.Load(),
+		ActiveStreams: m.stats.active.Load(),
+	}
+}
+
+// notCachedResources are never cached, whoever asks (REFERENCE section 5).
+var notCachedResources = map[string]bool{
+	"certificatesigningrequests": true,
+	"subjectaccessreviews":       true,
+	"selfsubjectaccessreviews":   true,
+	"localsubjectaccessreviews":  true,
+	"selfsubjectrulesreviews":    true,
+	"tokenreviews":               true,
+	"selfsubjectreviews":         true,
+}
+
+// Cacheable reports whether the response to this request is written to the cache:
+// a component the cache_agents setting covers, a get/list/watch of a resource
+// (status is the only subresource cached) or a GET of a discovery path.
+func (m *Manager) Cacheable(info *requestinfo.Info) bool {
+	if info == nil || info.Component == "" || !m.agents.Load().has(info.Component) {
+		return false
+	}
+	if !info.IsResourceRequest {
+		return info.Verb == "get" && IsDiscoveryPath(info.Path)
+	}
+	if notCachedResources[info.Resource] || info.Resource == "" {
+		return false
+	}
+	switch info.Verb {
+	case "get":
+		return info.Name != "" && (info.Subresource == "" || info.Subresource == "status")
+	case "list", "watch":
+		return info.Subresource == ""
+	}
+	return false
+}
+
+// CacheResponse tees a 2xx response to a cacheable request into the store. It
+// replaces resp.Body with a reader that hands the client exactly the upstream bytes,
+// as they arrive, and queues a copy for a decoder goroutine; it never blocks the
+// client on the cache. Call it from the reverse proxy's ModifyResponse; it does
+// nothing for requests Cacheable refuses, non-2xx responses, HEAD, transformed
+// responses (as=Table, PartialObjectMetadata) and unknown content types.
+func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
+	if resp == nil || resp.Body == nil || resp.StatusCode < 200 || resp.StatusCode > 299 || !m.Cacheable(info) {
+		return
+	}
+	if resp.Request != nil && resp.Request.Method != http.MethodGet {
+		return
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	ctype := resp.Header.Get("Content-Type")
+	mediaType, _, err := mime.ParseMediaType(ctype)
+	if err != nil {
+		return
+	}
+	gz := strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip")
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !gz {
+		return
+	}
+
+	var run func(r io.Reader) error
+	log := m.log.With(slog.String("component", info.Component), slog.String("request", info.String()))
+	if !info.IsResourceRequest {
+		if !strings.Contains(mediaType, "json") {
+			return
+		}
+		path := RawKey(info.Path, ctype)
+		run = func(r io.Reader) error {
+			body, err := readCapped(r, m.opts.MaxObjectBytes)
+			if err != nil {
+				return err
+			}
+			return m.write(func(ctx context.Context) error { return m.st.PutRaw(ctx, info.Component, path, ctype, body) })
+		}
+	} else {
+		if transformed(resp.Header) {
+			return
+		}
+		var enc store.Encoding
+		switch mediaType {
+		case "application/json":
+			enc = store.EncodingJSON
+		case "application/vnd.kubernetes.protobuf":
+			enc = store.EncodingProtobuf
+		case "application/vnd.kubernetes.protobuf;stream=watch", "application/json;stream=watch":
+			// never seen as a media type (the parameter is split off), kept for clarity
+		default:
+			if strings.HasPrefix(mediaType, "application/vnd.kubernetes.protobuf") {
+				enc = store.EncodingProtobuf
+			} else if strings.HasSuffix(mediaType, "json") {
+				enc = store.EncodingJSON
+			} else {
+				return
+			}
+		}
+		pod := info.APIGroup == "" && info.Resource == "pods"
+		switch info.Verb {
+		case "get":
+			key := ObjectKeyFor(info)
+			run = func(r io.Reader) error { return m.cacheGet(r, key, enc, pod) }
+		case "list":
+			var cont string
+			if resp.Request != nil {
+				cont = resp.Request.URL.Query().Get("continue")
+			}
+			w, err := m.listWriter(info, cont)
+			if err != nil || w == nil {
+				if err != nil {
+					log.Warn("cache: list not cached", slog.Any("err", err))
+				}
+				return
+			}
+			key := ListKeyFor(info)
+			run = func(r io.Reader) error { return m.cacheList(r, key, w, enc, pod) }
+		case "watch":
+			key := ListKeyFor(info)
+			run = func(r io.Reader) error { return m.cacheWatch(r, key, enc, pod, info.SendInitialEvents, log) }
+		default:
+			return
+		}
+	}
+
+	q := newByteQueue(m.opts.QueueBytes)
+	resp.Body = &teeBody{src: resp.Body, q: q}
+	m.stats.responses.Add(1)
+	m.stats.active.Add(1)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.stats.active.Add(-1)
+		var r io.Reader = q
+		var err error
+		if gz {
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(q); err == nil {
+				r = zr
+			}
+		}
+		if err == nil {
+			err = run(r)
+		}
+		q.abandon()
+		q.mu.Lock()
+		high := int64(q.maxSeen)
+		q.mu.Unlock()
+		for {
+			old := m.stats.queueHigh.Load()
+			if high <= old || m.stats.queueHigh.CompareAndSwap(old, high) {
+				break
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, errOverflow):
+			m.stats.overflows.Add(1)
+			log.Warn("cache fell behind the client; cache copy of this response abandoned", slog.Int("queueBytes", m.opts.QueueBytes))
+		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
+			log.Debug("cache stream ended early", slog.Any("err", err))
+		default:
+			m.stats.failures.Add(1)
+			log.Warn("cache write failed", slog.Any("err", err))
+		}
+	}()
+}
+
+// write runs one store write with the manager's context, timing it.
+func (m *Manager) write(fn func(ctx context.Context) error) error {
+	start := time.Now()
+	err := fn(m.ctx)
+	m.stats.writes.Add(1)
+	m.stats.writeNanos.Add(int64(time.Since(start)))
+	return err
+}
+
+func readCapped(r io.Reader, max int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("body larger than the %d-byte limit (Options.MaxObjectBytes)", max)
+	}
+	return b, nil
+}
+
+func (m *Manager) cacheGet(r io.Reader, key store.ObjectKey, enc store.Encoding, pod bool) error {
+	body, err := readCapped(r, m.opts.MaxObjectBytes)
+	if err != nil {
+		return err
+	}
+	var it item
+	if enc == store.EncodingProtobuf {
+		err = parseProtoEnvelope(body, pod, &it)
+	} else {
+		err = parseJSONItem(body, "", "", pod, &it)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if pod && it.nodeName == "" {
+		return nil
+	}
+	if it.name != key.Name {
+		return fmt.Errorf("%s: response names %q", key, it.name)
+	}
+	err = m.write(func(ctx context.Context) error { return m.st.PutObject(ctx, key, it.object()) })
+	if errors.Is(err, store.ErrStale) {
+		return nil
+	}
+	if err == nil {
+		m.stats.objects.Add(1)
+	}
+	return err
+}
+
+// pendingList is a paginated list between two pages.
+type pendingList struct {
+	key   store.ListKey
+	w     *store.ListWriter
+	timer *time.Timer
+}
+
+// listWriter returns the writer a list response goes to: a new one for a first
+// page, the parked one for a later page (nil when the first page was not cached).
+func (m *Manager) listWriter(info *requestinfo.Info, cont string) (*store.ListWriter, error) {
+	key := ListKeyFor(info)
+	if cont == "" {
+		return m.st.BeginList(m.ctx, key)
+	}
+	m.pagesMu.Lock()
+	defer m.pagesMu.Unlock()
+	p := m.pages[cont]
+	if p == nil || p.key != key {
+		return nil, nil
+	}
+	delete(m.pages, cont)
+	p.timer.Stop()
+	return p.w, nil
+}
+
+// listSinkFunc adapts the store's ListWriter.
+type writerSink struct {
+	m   *Manager
+	w   *store.ListWriter
+	pod bool
+}
+
+func (s writerSink) add(it *item) error {
+	if s.pod && it.nodeName == "" {
+		return nil // pods not bound to a node are not cached
+	}
+	if err := s.w.Add(it.object()); err != nil {
+		return err
+	}
+	s.m.stats.objects.Add(1)
+	return nil
+}
+
+func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool) error {
+	sink := writerSink{m: m, w: w, pod: pod}
+	var lm listMeta
+	var err error
+	if enc == store.EncodingProtobuf {
+		lm, err = decodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
+	} else {
+		lm, err = decodeJSONList(r, pod, sink)
+	}
+	if err == nil {
+		// Drain what follows the document (nothing, normally) so EOF is seen.
+		_, err = io.Copy(io.Discard, r)
+	}
+	if err != nil {
+		w.Abort()
+		m.markIncomplete(key, "list response not fully cached: "+err.Error())
+		return fmt.Errorf("list %s: %w", key, err)
+	}
+	if lm.cont != "" {
+		m.pagesMu.Lock()
+		p := &pendingList{key: key, w: w}
+		p.timer = time.AfterFunc(m.opts.PageTimeout, func() {
+			m.pagesMu.Lock()
+			if m.pages[lm.cont] == p {
+				delete(m.pages, lm.cont)
+				w.Abort()
+			}
+			m.pagesMu.Unlock()
+		})
+		m.pages[lm.cont] = p
+		m.pagesMu.Unlock()
+		return nil
+	}
+	return m.write(func(context.Context) error { return w.Commit(lm.rv) })
+}
+
+func (m *Manager) markIncomplete(key store.ListKey, reason string) {
+	if err := m.st.MarkIncomplete(m.ctx, key, reason); err != nil && !errors.Is(err, store.ErrNotSynced) {
+		m.log.Warn("cache: mark list incomplete", slog.String("list", key.String()), slog.Any("err", err))
+	}
+}
+
+type eventDecoder interface{ next(*watchEvent) error }
+
+// cacheWatch decodes a watch stream and applies its events. With
+// sendInitialEvents (watch-list), the events before the initial-events-end bookmark
+// are the complete state: they are streamed into a list replacement committed at
+// the bookmark's resourceVersion. Later events go to an applier goroutine that
+// passes everything decoded while its previous ApplyEvents call was in flight in
+// one call (the store group-commits them).
+func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, log *slog.Logger) error {
+	var dec eventDecoder
+	if enc == store.EncodingProtobuf {
+		dec = &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(m.opts.MaxObjectBytes)}
+	} else {
+		dec = &jsonWatchDecoder{dec: json.NewDecoder(r), pod: pod}
+	}
+
+	var lw *store.ListWriter
+	if initial {
+		var err error
+		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
+			return err
+		}
+		defer func() {
+			if lw != nil {
+				lw.Abort()
+			}
+		}()
+	}
+	ap := newApplier(m, key, log)
+	defer ap.close()
+
+	for {
+		var ev watchEvent
+		err := dec.next(&ev)
+		if err != nil {
+			cerr := ap.close()
+			// A watch that ends or is cut leaves the cache at the last event applied,
+			// a consistent state the client's next watch continues from.
+			var ue *upstreamError
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
+				return cerr
+			}
+			// Events were lost (overflow) or undecodable: the view has a gap.
+			m.markIncomplete(key, "watch stream not fully cached: "+err.Error())
+			if cerr != nil {
+				return cerr
+			}
+			return fmt.Errorf("watch %s: %w", key, err)
+		}
+		if ev.typ == "ERROR" {
+			continue
+		}
+		if lw != nil {
+			switch ev.typ {
+			case "ADDED", "MODIFIED":
+				if err := (writerSink{m: m, w: lw, pod: pod}).add(&ev.it); err != nil {
+					return err
+				}
+			case "BOOKMARK":
+				if ev.it.initialEnd {
+					w := lw
+					lw = nil
+					if err := m.write(func(context.Context) error { return w.Commit(ev.it.rv) }); err != nil {
+						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
+					}
+				}
+			}
+			continue
+		}
+		var t store.EventType
+		switch ev.typ {
+		case "ADDED":
+			t = store.Added
+		case "MODIFIED":
+			t = store.Modified
+		case "DELETED":
+			t = store.Deleted
+		case "BOOKMARK":
+			t = store.Bookmark
+		default:
+			continue
+		}
+		if pod && t != store.Deleted && t != store.Bookmark && ev.it.nodeName == "" {
+			continue
+		}
+		if err := ap.push(store.Event{Type: t, Object: ev.it.object()}); err != nil {
+			return err
+		}
+	}
+}
+
+// applier applies a watch's events in the background, batching what piles up.
+type applier struct {
+	m    *Manager
+	key  store.ListKey
+	log  *slog.Logger
+	mu   sync.Mutex
+	cond sync.Cond
+	evs  []store.Event
+	done bool
+	err  error
+	fin  chan struct{}
+}
+
+func newApplier(m *Manager, key store.ListKey, log *slog.Logger) *applier {
+	a := &applier{m: m, key: key, log: log, fin: make(chan struct{})}
+	a.cond.L = &a.mu
+	go a.run()
+	return a
+}
+
+func (a *applier) push(ev store.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return a.err
+	}
+	if len(a.evs) >= a.m.opts.MaxPendingEvents {
+		a.err = errOverflow
+		return a.err
+	}
+	a.evs = append(a.evs, ev)
+	a.cond.Signal()
+	return nil
+}
+
+// close flushes the pending events and returns the first store error.
+func (a *applier) close() error {
+	a.mu.Lock()
+	if !a.done {
+		a.done = true
+		a.cond.Signal()
+	}
+	a.mu.Unlock()
+	<-a.fin
+	return a.err
+}
+
+func (a *applier) run() {
+	defer close(a.fin)
+	for {
+		a.mu.Lock()
+		for len(a.evs) == 0 && !a.done {
+			a.cond.Wait()
+		}
+		batch := a.evs
+		a.evs = nil
+		done := a.done
+		a.mu.Unlock()
+		if len(batch) > 0 {
+			err := a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
+			var se *store.StaleEventsError
+			switch {
+			case err == nil:
+				a.m.stats.events.Add(int64(len(batch)))
+			case errors.As(err, &se):
+				a.m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
+				a.m.stats.stale.Add(int64(len(se.Indexes)))
+			default:
+				a.mu.Lock()
+				if a.err == nil {
+					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
+				}
+				a.evs = nil
+				a.mu.Unlock()
+				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
+				// keep draining so push never blocks; events are dropped
+			}
+		}
+		if done && len(batch) == 0 {
+			a.mu.Lock()
+			empty := len(a.evs) == 0
+			a.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
+}
