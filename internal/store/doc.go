@@ -27,7 +27,7 @@
 //	        │       └── <namespace>?<selector>             one list view; ns "" = all
 //	        │           ├── info = [1 fmt][8 rv][8 syncedAt ns][8 count][1 complete][reason]
 //	        │           └── members
-//	        │               └── <namespace>/<name> = ""   objects this view covers
+//	        │               └── <namespace>/<name> = 0x01  objects this view covers
 //	        └── raw
 //	            └── <path> = [1 fmt][2 len][content type][body]   /version, /api, /apis/...
 //
@@ -53,8 +53,8 @@
 //
 // List and Walk call fn inside one read transaction with Object.Data aliasing the
 // memory-mapped file: no copy is made, and Data is valid only during fn (copy it to
-// keep it). Keep fn quick (encode into a buffered writer); a reader held open for a
-// long time delays the file's growth.
+// keep it). Keep fn quick (encode into a buffered writer): once the file outgrows the
+// 128 MiB mapped ahead, a writer that must remap waits for open readers.
 //
 // # Opening
 //
@@ -62,8 +62,10 @@
 // process holds it). A file that is corrupt, truncated, of a newer schema version,
 // or not ours is renamed cache.db.corrupt-<UTC time>, the reason logged, and a fresh
 // cache created: the cache can always be rebuilt from the cloud, and the proxy must
-// come up. Open runs bbolt's consistency check and the pending migrations (see
-// package migrations; the one-time import of an OpenYurt disk cache is one of them).
+// come up. Open reads every bucket (bad pages and a truncated file's faults become
+// errors there), runs bbolt's consistency check (tx.Check), then the pending
+// migrations (see package migrations; the one-time import of an OpenYurt disk cache
+// is one of them).
 // A read-only Open (hubctl on a stopped node) never moves, migrates or writes.
 //
 // bbolt panics on some bad pages; every store call recovers such a panic and returns
