@@ -349,14 +349,15 @@ func TestNetnsTCPThroughRules(t *testing.T) {
 			c.Close()
 		}
 	}()
-	dial := func() (string, error) {
+	dial := func(timeout time.Duration) (string, error) {
 		var got string
 		err := p.do(func() error {
-			c, err := net.DialTimeout("tcp", net.JoinHostPort(testIP.String(), "10261"), 2e9)
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(testIP.String(), "10261"), timeout)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(timeout))
 			buf := make([]byte, 4)
 			n, err := c.Read(buf)
 			got = string(buf[:n])
@@ -364,7 +365,7 @@ func TestNetnsTCPThroughRules(t *testing.T) {
 		})
 		return got, err
 	}
-	if got, err := dial(); err == nil {
+	if got, err := dial(2 * time.Second); err == nil {
 		t.Fatalf("the pod reached the hub (%q) before the rules existed: the DROP policy is not in force, the test proves nothing", got)
 	}
 
@@ -372,7 +373,7 @@ func TestNetnsTCPThroughRules(t *testing.T) {
 	if err := m.Ensure(); err != nil {
 		t.Fatalf("Ensure: %v\n%s", err, logs)
 	}
-	got, err := dial()
+	got, err := dial(30 * time.Second)
 	if err != nil || got != "hub\n" {
 		t.Fatalf("pod -> %s:10261 after Ensure: got %q, %v; rules:\n%s", testIP, got, err, save(t, "iptables-save"))
 	}
@@ -438,7 +439,9 @@ func TestNetnsReconcileRestores(t *testing.T) {
 	logs.Reset()
 	mustAddr(t, netlink.LinkDel(l))
 	run(t, "iptables", "-F", "YURTHUB-OUTPUT")
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: under qemu's software emulation on a loaded machine one iptables call
+	// can take a second; a working loop finishes in well under a second here.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		nl, err := netlink.LinkByName(testLink)
 		if err == nil && nl.Attrs().Flags&net.FlagUp != 0 && save(t, "iptables-save") == right {
@@ -447,7 +450,7 @@ func TestNetnsReconcileRestores(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the reconcile loop did not restore the link and rules in 20s; logs:\n%s", logs)
+			t.Fatalf("the reconcile loop did not restore the link and rules in 90s; logs:\n%s", logs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
