@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,6 +29,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/loadbalancer"
+	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/testkube"
@@ -40,9 +42,9 @@ import (
 // kube-apiserver, mutate the cluster, and check that every list view the hub cached
 // holds exactly the apiserver's objects at the view's stored resourceVersion.
 //
-// testHub is a minimal stand-in for internal/proxy (a plain httputil.ReverseProxy
-// with the admin credentials calling CacheResponse from ModifyResponse), so these
-// tests exercise the cache manager alone; the proxy's own tests cover routing.
+// testHub is internal/proxy's handler in edge mode with this package's Manager as
+// its Cacher and a store in t.TempDir(), so the test can read the cache directly
+// (the full daemon holds the cache file's lock).
 
 type testHub struct {
 	srv *httptest.Server
@@ -72,21 +74,17 @@ func newTestHub(t testing.TB, upstream *rest.Config, opts Options) *testHub {
 		t.Fatal(err)
 	}
 	target, _ := url.Parse(upstream.Host)
-	parser := requestinfo.New()
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = target.Host
-		},
-		Transport:     rt,
-		FlushInterval: -1,
-		ModifyResponse: func(resp *http.Response) error {
-			if info := requestinfo.From(resp.Request.Context()); info != nil && resp.StatusCode/100 == 2 {
-				mgr.CacheResponse(info, resp)
-			}
-			return nil
-		},
+	lb, err := loadbalancer.New([]*url.URL{target}, loadbalancer.Options{Mode: config.LBModeRoundRobin, InitiallyHealthy: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	// The real proxy handler (internal/proxy) in edge mode, with the admin
+	// credentials as the hub's own upstream identity.
+	px, err := proxy.New(proxy.Options{WorkingMode: config.WorkingModeEdge, LB: lb, CertTransport: rt, TokenTransport: rt, Cacher: mgr, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := requestinfo.New()
 	h := &testHub{mgr: mgr, st: st, verbs: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info, _ := parser.Parse(r)
@@ -97,7 +95,7 @@ func newTestHub(t testing.TB, upstream *rest.Config, opts Options) *testHub {
 			h.verbs[info.Verb]++
 		}
 		h.mu.Unlock()
-		rp.ServeHTTP(w, r.WithContext(requestinfo.WithInfo(r.Context(), info)))
+		px.ServeHTTP(w, r)
 	}))
 	h.srv = srv
 	t.Cleanup(func() {
