@@ -726,3 +726,21 @@ func TestRetryDumpInterrupted(t *testing.T) {
 		t.Errorf("retry = %v after %d calls, want ErrDumpInterrupted after 5", err, calls)
 	}
 }
+
+// TestIPTablesMissing: with no iptables in PATH, Ensure says so and what to do, and
+// counts it. Nothing is changed, so it needs no namespace.
+func TestIPTablesMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	m, logs := newManager(t, Config{IP: testIP, EnableIPTables: true, Ports: testPorts})
+	err := m.Ensure()
+	if !errors.Is(err, ErrIPTablesMissing) {
+		t.Fatalf("Ensure = %v, want ErrIPTablesMissing", err)
+	}
+	const want = "iptables not found in PATH: install iptables or run with --enable-iptables=false"
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("the log lacks %q:\n%s", want, logs)
+	}
+	if got := testutil.ToFloat64(m.setupErrors.WithLabelValues(KindIPTablesMissing)); got != 1 {
+		t.Errorf("setup errors{kind=%s} = %v, want 1", KindIPTablesMissing, got)
+	}
+}
