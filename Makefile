@@ -9,7 +9,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 # and kubectl (outside the repo, keyed by version).
 KUBE_BIN_DIR = $(shell testdata/kube/build.sh | tail -n1)
 
-.PHONY: all build test test-unit test-integration bench lint demo kube-bins clean package package-test test-network
+.PHONY: all build test test-unit test-integration bench bench-go lint demo kube-bins clean package package-test test-network
 
 all: build
 
@@ -33,7 +33,14 @@ test-unit:
 test-network:
 	$(GO) test -count=1 -v ./internal/network/
 
+# bench: internal/bench measures the hub against the apiserver directly (under 10 minutes
+# on 2 cores) into docs/bench/latest/; testdata/bench/chart (its own module: gonum/plot
+# stays out of yurthub) draws chart.png. bench-go runs the packages' testing.B benchmarks.
 bench: build kube-bins
+	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) run ./internal/bench --out docs/bench/latest
+	cd testdata/bench/chart && $(GO) run . ../../../docs/bench/latest/results.json
+
+bench-go: build kube-bins
 	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) test -run '^$$' -bench . -benchmem ./...
 
 lint:

@@ -1,0 +1,764 @@
+// Command bench is make bench: it measures yurthub against talking to the apiserver
+// directly, in one run against one real kube-apiserver (internal/testkube), and writes
+// results.md and results.json into --out (testdata/bench/chart renders chart.png from
+// the JSON). It is a program, not a timed test: its figures are for reading, not for
+// passing.
+//
+//	YURTHUB_KUBE_BIN_DIR=$(testdata/kube/build.sh | tail -n1) go run ./internal/bench --out docs/bench/latest
+//
+// What it does, in order (every figure through the hub and directly, median of --runs
+// runs with min and max):
+//
+//  1. starts etcd + kube-apiserver and creates a node with 1,000 pods in namespace
+//     bench-1k, 10,000 in bench-10k and 100 in bench-watch (about 2 KiB each as JSON);
+//  2. starts bin/yurthub in edge mode (--bootstrap-mode=kubeletcertificate, default
+//     heartbeat flags) and sends kubelet-shaped requests (User-Agent kubelet/...) to its
+//     HTTP proxy port; direct requests go to the apiserver over TLS with the node's
+//     client certificate, as kubelet's would;
+//  3. GET one pod (p50, p99 over --gets requests), LIST 1k and 10k pods in JSON and
+//     protobuf (the whole body read);
+//  4. watch: 8 concurrent watchers of bench-watch while 8 writers patch its pods for
+//     --watch-seconds; events/s delivered to all watchers together; the hub's RSS is
+//     sampled meanwhile;
+//  5. the hub's RSS idle with the 10k list cached; its start-up time to /v1/readyz with
+//     that cache, online;
+//  6. the apiserver stopped: time until the hub notices (its
+//     node_yurthub_server_healthy_status gauge), GET and LIST from the cache, start-up
+//     time to /v1/readyz offline; the apiserver started: time until the hub notices;
+//  7. the binary's size.
+//
+// A figure the hub cannot produce (a feature not landed, an error) is recorded as such,
+// with the reason, never made up.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/yurthub/yurthub/internal/testkube"
+)
+
+const (
+	node      = "bench-node"
+	userAgent = "kubelet/v1.36.3 (linux/amd64) kubernetes/bench"
+	protobuf  = "application/vnd.kubernetes.protobuf"
+)
+
+type flags struct {
+	out          string
+	hubBin       string
+	runs         int
+	gets         int
+	watchSeconds float64
+	small, large int
+	keep         bool
+}
+
+func main() {
+	var f flags
+	flag.StringVar(&f.out, "out", "docs/bench/latest", "directory for results.md and results.json")
+	flag.StringVar(&f.hubBin, "hub", "bin/yurthub", "the yurthub binary to measure (make build)")
+	flag.IntVar(&f.runs, "runs", 5, "runs per figure (median, min and max are reported)")
+	flag.IntVar(&f.gets, "gets", 300, "GET requests per latency run")
+	flag.Float64Var(&f.watchSeconds, "watch-seconds", 4, "seconds of churn per watch run")
+	flag.IntVar(&f.small, "small", 1000, "pods in the small list")
+	flag.IntVar(&f.large, "large", 10000, "pods in the large list")
+	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+	if err := run(f); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// bench holds what every phase uses.
+type bench struct {
+	f       flags
+	dir     string
+	sa      *testkube.Standalone
+	c       *testkube.Cluster
+	admin   *kubernetes.Clientset
+	direct  *http.Client
+	hubC    *http.Client
+	hub     *hubProc
+	res     *Results
+	podSize int
+}
+
+func run(f flags) error {
+	began := time.Now()
+	hubBin, err := filepath.Abs(f.hubBin)
+	if err != nil {
+		return err
+	}
+	f.hubBin = hubBin
+	st, err := os.Stat(f.hubBin)
+	if err != nil {
+		return fmt.Errorf("%s: %w (run make build first)", f.hubBin, err)
+	}
+	dir, err := os.MkdirTemp("", "yurthub-bench.")
+	if err != nil {
+		return err
+	}
+	if !f.keep {
+		defer os.RemoveAll(dir)
+	} else {
+		log.Printf("work directory %s", dir)
+	}
+	b := &bench{f: f, dir: dir, res: newResults(f)}
+	b.res.Machine = machine()
+	b.res.Versions.Yurthub = hubVersion(f.hubBin)
+	b.res.Versions.Go = runtime.Version()
+	b.res.BinaryBytes = st.Size()
+
+	log.Printf("starting etcd + kube-apiserver")
+	b.sa, b.c, err = testkube.StartStandalone(filepath.Join(dir, "cluster"), testkube.Options{Nodes: []string{node}}, nil)
+	if err != nil {
+		return err
+	}
+	defer b.sa.Close()
+	if err := b.sa.Do(func(t testing.TB) { b.c.GrantNodeReadAll(t, node) }); err != nil {
+		return err
+	}
+	adminCfg := b.c.AdminConfig()
+	adminCfg.WarningHandler = rest.NoWarnings{}
+	b.admin = kubernetes.NewForConfigOrDie(adminCfg)
+	// Built from the k8s.io/kubernetes module, it reports v0.0.0-master in /version.
+	b.res.Versions.KubeAPIServer = "v1.36.3 (k8s.io/kubernetes module, built by testdata/kube/build.sh)"
+	if err := b.clients(); err != nil {
+		return err
+	}
+	if err := b.populate(); err != nil {
+		return err
+	}
+	b.hub = &hubProc{b: b}
+	defer b.hub.stop()
+	if _, err := b.hub.start(); err != nil {
+		return err
+	}
+	if err := b.online(); err != nil {
+		return err
+	}
+	if err := b.offline(); err != nil {
+		return err
+	}
+	b.res.Seconds = time.Since(began).Seconds()
+	log.Printf("done in %.0fs; writing %s", b.res.Seconds, f.out)
+	return b.res.write(f.out)
+}
+
+// clients builds the direct client (TLS with the node's certificate, HTTP/2 as
+// client-go negotiates it) and the hub client (plain HTTP to the proxy port).
+func (b *bench) clients() error {
+	certPEM, keyPEM := b.c.IssueNodeClientCert(node)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b.c.CAPEM())
+	b.direct = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+	}}
+	b.hubC = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	pem := append(append([]byte{}, certPEM...), keyPEM...)
+	if err := os.WriteFile(filepath.Join(b.dir, "node.pem"), pem, 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.dir, "ca.crt"), b.c.CAPEM(), 0o600)
+}
+
+// pod is about 2 KiB as JSON once the apiserver has added managedFields and status:
+// labels, an annotation, one container with env and ports.
+func pod(ns, name string) *corev1.Pod {
+	env := []corev1.EnvVar{}
+	for i := 0; i < 2; i++ {
+		env = append(env, corev1.EnvVar{Name: fmt.Sprintf("BENCH_SETTING_%02d", i), Value: fmt.Sprintf("value-%02d-of-a-typical-setting", i)})
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns,
+			Labels:      map[string]string{"app": "bench", "tier": "backend", "release": "stable"},
+			Annotations: map[string]string{"bench.yurthub.io/note": strings.Repeat("x", 100)},
+		},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{
+			Name: "main", Image: "registry.k8s.io/pause:3.10",
+			Env:   env,
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "metrics", ContainerPort: 9090}},
+		}}},
+	}
+}
+
+func (b *bench) populate() error {
+	ctx := context.Background()
+	if _, err := b.admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	cfg := b.c.AdminConfig()
+	cfg.ContentType = protobuf
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.WarningHandler = rest.NoWarnings{}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	sets := []struct {
+		ns string
+		n  int
+	}{{"bench-1k", b.f.small}, {"bench-10k", b.f.large}, {"bench-watch", 100}}
+	began := time.Now()
+	total := 0
+	for _, s := range sets {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		jobs := make(chan int)
+		errc := make(chan error, 32)
+		var wg sync.WaitGroup
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					if _, err := cs.CoreV1().Pods(s.ns).Create(ctx, pod(s.ns, fmt.Sprintf("pod-%05d", i)), metav1.CreateOptions{}); err != nil {
+						select {
+						case errc <- err:
+						default:
+						}
+					}
+				}
+			}()
+		}
+		for i := 0; i < s.n; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("create pods in %s: %w", s.ns, err)
+		default:
+		}
+		total += s.n
+	}
+	raw, err := json.Marshal(must(b.admin.CoreV1().Pods("bench-1k").Get(ctx, "pod-00000", metav1.GetOptions{})))
+	if err != nil {
+		return err
+	}
+	b.podSize = len(raw)
+	b.res.PodBytes = len(raw)
+	log.Printf("created %d pods (%d bytes each as JSON) in %.1fs", total, len(raw), time.Since(began).Seconds())
+	return nil
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// target is where a request goes.
+type target struct {
+	name   string // "hub" or "direct"
+	base   string
+	client *http.Client
+}
+
+func (b *bench) targets() []target {
+	return []target{
+		{"direct", b.c.URL(), b.direct},
+		{"hub", "http://" + b.hub.proxyAddr, b.hubC},
+	}
+}
+
+// do sends one GET and reads the whole body. Status other than 200 is an error.
+func do(t target, path, accept string) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, t.base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return n, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return n, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return n, nil
+}
+
+// latency runs n GETs and returns p50 and p99 in milliseconds.
+func latency(t target, path, accept string, n int) (p50, p99 float64, err error) {
+	ds := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := do(t, path, accept); err != nil {
+			return 0, 0, err
+		}
+		ds = append(ds, float64(time.Since(t0).Microseconds())/1000)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)], nil
+}
+
+func (b *bench) getFigures(prefix string, ts []target, offline bool) {
+	path := "/api/v1/namespaces/bench-1k/pods/pod-00000"
+	for _, t := range ts {
+		for run := 0; run < b.f.runs; run++ {
+			p50, p99, err := latency(t, path, "", b.f.gets)
+			b.res.add(prefix+"GET one pod p50 (JSON)", "ms", t.name, p50, err)
+			b.res.add(prefix+"GET one pod p99 (JSON)", "ms", t.name, p99, err)
+			if err != nil {
+				break
+			}
+		}
+	}
+	_ = offline
+}
+
+func (b *bench) listFigures(prefix string, ts []target) {
+	for _, l := range []struct {
+		label, ns string
+	}{{fmt.Sprintf("%dk", b.f.small/1000), "bench-1k"}, {fmt.Sprintf("%dk", b.f.large/1000), "bench-10k"}} {
+		for _, enc := range []struct{ label, accept string }{{"JSON", "application/json"}, {"protobuf", protobuf}} {
+			name := fmt.Sprintf("%sLIST %s pods (%s)", prefix, l.label, enc.label)
+			for _, t := range ts {
+				for run := 0; run < b.f.runs; run++ {
+					t0 := time.Now()
+					_, err := do(t, "/api/v1/namespaces/"+l.ns+"/pods", enc.accept)
+					b.res.add(name, "ms", t.name, float64(time.Since(t0).Microseconds())/1000, err)
+					if err != nil {
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+func (b *bench) online() error {
+	// In edge mode the hub counts an apiserver healthy after its first good heartbeats.
+	if _, err := b.waitHealth(true, 60*time.Second); err != nil {
+		return err
+	}
+	log.Printf("online: GET latency")
+	b.getFigures("", b.targets(), false)
+	log.Printf("online: LIST")
+	b.listFigures("", b.targets())
+
+	log.Printf("online: watch")
+	for _, t := range b.targets() {
+		for run := 0; run < b.f.runs; run++ {
+			var rss atomic.Int64
+			stopSample := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				for {
+					if r := b.hub.rss(); r > rss.Load() {
+						rss.Store(r)
+					}
+					select {
+					case <-stopSample:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}()
+			rate, err := b.watch(t, run)
+			close(stopSample)
+			<-sampled
+			b.res.add("watch events/s to 8 watchers under churn", "events/s", t.name, rate, err)
+			if t.name == "hub" {
+				b.res.add("hub RSS under the watch load", "MiB", "hub", float64(rss.Load())/(1<<20), nil)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+
+	log.Printf("online: idle RSS and start-up time")
+	// The large list once more through the hub so the cache holds it, then idle.
+	if _, err := do(b.targets()[1], "/api/v1/namespaces/bench-10k/pods", ""); err != nil {
+		return fmt.Errorf("list through the hub: %w", err)
+	}
+	n, err := b.hub.cachedObjects()
+	b.res.add("objects in the hub's cache after the lists", "objects", "hub", float64(n), err)
+	for run := 0; run < b.f.runs; run++ {
+		time.Sleep(2 * time.Second)
+		b.res.add("hub RSS idle, after the lists", "MiB", "hub", float64(b.hub.rss())/(1<<20), nil)
+		if run < b.f.runs-1 {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	for run := 0; run < b.f.runs; run++ {
+		b.hub.stop()
+		d, err := b.hub.start()
+		b.res.add("start to /v1/readyz, online, after the lists", "ms", "hub", d.Seconds()*1000, err)
+		if err != nil {
+			return err
+		}
+		if _, err := b.waitHealth(true, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watch runs 8 watchers on bench-watch and 8 writers patching its 100 pods for
+// watchSeconds; it returns events delivered per second, summed over the watchers,
+// counted from the first write to the last event received.
+func (b *bench) watch(t target, run int) (float64, error) {
+	const watchers, writers = 8, 8
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	list, err := b.admin.CoreV1().Pods("bench-watch").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	rv := list.ResourceVersion
+	var events atomic.Int64
+	var last atomic.Int64 // unix nanos of the last event
+	var wg sync.WaitGroup
+	errc := make(chan error, watchers)
+	ready := make(chan struct{}, watchers)
+	for w := 0; w < watchers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/api/v1/namespaces/bench-watch/pods?watch=true&resourceVersion="+rv, nil)
+			req.Header.Set("User-Agent", userAgent)
+			resp, err := t.client.Do(req)
+			if err != nil {
+				errc <- err
+				ready <- struct{}{}
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errc <- fmt.Errorf("watch: %s", resp.Status)
+				ready <- struct{}{}
+				return
+			}
+			ready <- struct{}{}
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 16<<20)
+			for sc.Scan() {
+				if bytes.HasPrefix(sc.Bytes(), []byte(`{"type":"MODIFIED"`)) {
+					events.Add(1)
+					last.Store(time.Now().UnixNano())
+				}
+			}
+		}()
+	}
+	for w := 0; w < watchers; w++ {
+		<-ready
+	}
+	select {
+	case err := <-errc:
+		return 0, err
+	default:
+	}
+	began := time.Now()
+	end := began.Add(time.Duration(b.f.watchSeconds * float64(time.Second)))
+	cfg := b.c.AdminConfig()
+	cfg.ContentType = protobuf
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.WarningHandler = rest.NoWarnings{}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	var writes atomic.Int64
+	var ww sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		ww.Add(1)
+		go func() {
+			defer ww.Done()
+			for i := w; time.Now().Before(end); i += writers {
+				patch := fmt.Sprintf(`{"metadata":{"labels":{"churn":"r%d-%d"}}}`, run, i)
+				if _, err := cs.CoreV1().Pods("bench-watch").Patch(ctx, fmt.Sprintf("pod-%05d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
+					writes.Add(1)
+				}
+			}
+		}()
+	}
+	ww.Wait()
+	want := writes.Load() * watchers
+	deadline := time.Now().Add(10 * time.Second)
+	for events.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	got := events.Load()
+	if got < want {
+		return 0, fmt.Errorf("watchers received %d of %d events within 10s of the last write", got, want)
+	}
+	secs := time.Duration(last.Load() - began.UnixNano()).Seconds()
+	return float64(got) / secs, nil
+}
+
+func (b *bench) healthy() (bool, error) {
+	resp, err := http.Get("http://" + b.hub.serveAddr + "/metrics")
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	want := fmt.Sprintf("node_yurthub_server_healthy_status{server=%q} ", b.c.URL())
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, want); ok {
+			return v == "1", nil
+		}
+	}
+	return false, fmt.Errorf("the hub's /metrics has no %s", want)
+}
+
+// waitHealth polls the hub's health gauge every 10 ms until it reads want.
+func (b *bench) waitHealth(want bool, limit time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		if h, err := b.healthy(); err == nil && h == want {
+			return time.Since(t0), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the hub did not report the apiserver %s within %s", map[bool]string{true: "healthy", false: "unhealthy"}[want], limit)
+}
+
+func (b *bench) offline() error {
+	hubOnly := b.targets()[1:]
+	// Loss and recovery: --runs cycles.
+	for run := 0; run < b.f.runs; run++ {
+		log.Printf("offline: cut %d/%d", run+1, b.f.runs)
+		if _, err := b.waitHealth(true, 60*time.Second); err != nil {
+			return err
+		}
+		// Keep kubelet-shaped traffic flowing, as on a real node: a proxied request that
+		// fails counts as a sign of loss too.
+		stopTraffic := make(chan struct{})
+		trafficDone := make(chan struct{})
+		go func() {
+			defer close(trafficDone)
+			for {
+				_, _ = do(hubOnly[0], "/api/v1/namespaces/bench-1k/pods/pod-00001", "")
+				select {
+				case <-stopTraffic:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}()
+		// Timed from the moment the apiserver is told to stop (SIGTERM): it stops
+		// accepting connections at once; Stop returns once it has exited.
+		cut := time.Now()
+		if err := b.sa.Do(func(t testing.TB) { b.c.APIServer().Stop(t) }); err != nil {
+			close(stopTraffic)
+			return err
+		}
+		d, err := b.waitHealth(false, 60*time.Second)
+		d = time.Since(cut)
+		close(stopTraffic)
+		<-trafficDone
+		b.res.add("cloud loss noticed (from the apiserver's SIGTERM)", "ms", "hub", d.Seconds()*1000, err)
+		if run == 0 {
+			log.Printf("offline: GET and LIST from the cache")
+			b.getFigures("offline: ", hubOnly, true)
+			b.listFigures("offline: ", hubOnly)
+			for r := 0; r < b.f.runs; r++ {
+				b.hub.stop()
+				d, err := b.hub.start()
+				b.res.add("start to /v1/readyz, offline, after the lists", "ms", "hub", d.Seconds()*1000, err)
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.sa.Do(func(t testing.TB) { b.c.APIServer().Start(t) }); err != nil {
+			return err
+		}
+		d, err = b.waitHealth(true, 60*time.Second)
+		b.res.add("cloud recovery noticed (after the apiserver is ready)", "ms", "hub", d.Seconds()*1000, err)
+		if run >= 2 && b.f.runs > 3 {
+			break // three cycles are enough: each costs an apiserver restart
+		}
+	}
+	return nil
+}
+
+// hubProc is bin/yurthub as a child process.
+type hubProc struct {
+	b                    *bench
+	cmd                  *exec.Cmd
+	done                 chan struct{}
+	proxyAddr, serveAddr string
+	securePort           string
+	logf                 *os.File
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs the hub and returns the time from exec to /v1/readyz answering 200.
+func (h *hubProc) start() (time.Duration, error) {
+	if h.proxyAddr == "" {
+		ports := make([]int, 3)
+		for i := range ports {
+			p, err := freePort()
+			if err != nil {
+				return 0, err
+			}
+			ports[i] = p
+		}
+		h.proxyAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		h.serveAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		h.b.res.HubFlags = []string{"--working-mode=edge", "--bootstrap-mode=kubeletcertificate", "--enable-dummy-if=false", "--enable-iptables=false", "(other flags at their defaults)"}
+		h.securePort = fmt.Sprint(ports[2])
+	}
+	_, proxyPort, _ := net.SplitHostPort(h.proxyAddr)
+	_, servePort, _ := net.SplitHostPort(h.serveAddr)
+	args := []string{
+		"--server-addr=" + h.b.c.URL(), "--node-name=" + node,
+		"--bootstrap-mode=kubeletcertificate",
+		"--kubelet-ca-file=" + filepath.Join(h.b.dir, "ca.crt"),
+		"--kubelet-client-certificate=" + filepath.Join(h.b.dir, "node.pem"),
+		"--root-dir=" + filepath.Join(h.b.dir, "hub"),
+		"--disk-cache-path=" + filepath.Join(h.b.dir, "hub", "openyurt-cache"),
+		"--proxy-port=" + proxyPort, "--serve-port=" + servePort, "--proxy-secure-port=" + h.securePort,
+		"--enable-dummy-if=false", "--enable-iptables=false",
+		"--max-requests-in-flight=0",
+	}
+	var err error
+	if h.logf == nil {
+		if h.logf, err = os.OpenFile(filepath.Join(h.b.dir, "hub.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			return 0, err
+		}
+	}
+	h.cmd = exec.Command(h.b.f.hubBin, args...)
+	h.cmd.Stdout, h.cmd.Stderr = h.logf, h.logf
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	t0 := time.Now()
+	if err := h.cmd.Start(); err != nil {
+		return 0, err
+	}
+	h.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(h.cmd, h.done)
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for time.Since(t0) < 30*time.Second {
+		resp, err := client.Get("http://" + h.serveAddr + "/v1/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(t0), nil
+			}
+		}
+		select {
+		case <-h.done:
+			return 0, fmt.Errorf("yurthub exited during start-up; see %s", filepath.Join(h.b.dir, "hub.log"))
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return 0, errors.New("yurthub not ready within 30s")
+}
+
+func (h *hubProc) stop() {
+	if h.cmd == nil || h.cmd.Process == nil {
+		return
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+	case <-time.After(15 * time.Second):
+		_ = h.cmd.Process.Kill()
+		<-h.done
+	}
+	h.cmd = nil
+}
+
+// cachedObjects asks the running hub (yurthub inspect -o json, over its admin socket)
+// how many objects its cache holds.
+func (h *hubProc) cachedObjects() (int, error) {
+	out, err := exec.Command(h.b.f.hubBin, "inspect", "-o", "json", "--root-dir", filepath.Join(h.b.dir, "hub")).Output()
+	if err != nil {
+		return 0, fmt.Errorf("yurthub inspect: %w", err)
+	}
+	var st struct {
+		Components []struct {
+			Resources []struct {
+				Objects int `json:"objects"`
+			} `json:"resources"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return 0, fmt.Errorf("yurthub inspect -o json: %w", err)
+	}
+	n := 0
+	for _, c := range st.Components {
+		for _, r := range c.Resources {
+			n += r.Objects
+		}
+	}
+	return n, nil
+}
+
+// rss is the hub's resident set in bytes (VmRSS), 0 if unknown.
+func (h *hubProc) rss() int64 {
+	if h.cmd == nil || h.cmd.Process == nil {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
