@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// The online path (online.go): proxy ports, load balancer, health checker,
 	// /metrics. It starts whether or not the cloud answers.
-	on, err := startOnline(ctx, cfg, log, hub, errc, onlineDeps{})
+	on, err := startOnline(ctx, cfg, log, hub, errc, onlineDeps{Store: cache})
 	if err != nil {
 		_ = hub.Shutdown(context.Background())
 		netw.stop(false)

@@ -9,6 +9,9 @@ import (
 	"net/http/pprof"
 	"strconv"
 
+	"k8s.io/client-go/rest"
+
+	"github.com/yurthub/yurthub/internal/cachemgr"
 	"github.com/yurthub/yurthub/internal/certs"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/healthcheck"
@@ -17,6 +20,7 @@ import (
 	"github.com/yurthub/yurthub/internal/metrics"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
+	"github.com/yurthub/yurthub/internal/store"
 )
 
 // Listener names, as logged and as returned by online.addr.
@@ -29,9 +33,9 @@ const (
 
 // onlineDeps are parts built elsewhere that the online path uses.
 type onlineDeps struct {
-	// Cacher tees responses into the cache in edge mode (the cache manager); nil
-	// caches nothing.
-	Cacher proxy.Cacher
+	// Store is the open cache (edge mode); the online path runs the cache manager
+	// over it. nil caches nothing.
+	Store *store.Store
 	// Local answers in edge mode when no backend is healthy (offline serving); nil
 	// answers 503.
 	Local http.Handler
@@ -47,6 +51,7 @@ type online struct {
 	health    *healthcheck.Checker
 	proxy     *proxy.Proxy
 	listeners *proxy.Listeners
+	cache     *cachemgr.Manager // nil in cloud mode
 	cancel    context.CancelFunc
 	done      chan struct{}
 }
@@ -107,12 +112,23 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		KubeletGracePeriod: cfg.KubeletHealthGracePeriod,
 		Log:                log.With(slog.String("part", "healthcheck")),
 	})
+	var cacher proxy.Cacher
+	if cfg.WorkingMode == config.WorkingModeEdge && deps.Store != nil {
+		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{})
+		cacher = o.cache
+		o.metrics.RegisterCache(func() metrics.CacheStats {
+			s := o.cache.Stats()
+			return metrics.CacheStats{Responses: s.Responses, Objects: s.Objects, Events: s.Events, StaleEvents: s.StaleEvents,
+				Overflows: s.Overflows, Failures: s.Failures, Writes: s.Writes, WriteSeconds: s.WriteSeconds,
+				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams}
+		})
+	}
 	o.proxy, err = proxy.New(proxy.Options{
 		WorkingMode:         cfg.WorkingMode,
 		LB:                  o.lb,
 		Certs:               o.certs,
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
-		Cacher:              deps.Cacher,
+		Cacher:              cacher,
 		Local:               deps.Local,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
@@ -156,6 +172,15 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		o.listeners.ListenWhenPossible(proxy.Spec{Name: listenProxySecureDummy, Addr: net.JoinHostPort(dummy, strconv.Itoa(cfg.ProxySecurePort)), TLS: tlsCfg, Precondition: servingReady})
 	}
 
+	if o.cache != nil {
+		// cache_agents of ConfigMap kube-system/yurt-hub-cfg, read through the hub's
+		// own proxy port as component "yurthub", so it is cached like any response.
+		self := &rest.Config{Host: "http://" + cfg.ProxyAddr(), UserAgent: "yurthub", QPS: -1}
+		if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
+			log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
+		}
+	}
+
 	hub.Handle("GET /metrics", o.metrics.Handler())
 	if cfg.Profiling {
 		hub.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
@@ -185,4 +210,7 @@ func (o *online) stop(ctx context.Context) {
 	}
 	o.cancel()
 	<-o.done
+	if o.cache != nil {
+		o.cache.Close()
+	}
 }

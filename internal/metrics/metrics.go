@@ -42,13 +42,6 @@ type Metrics struct {
 	BackendTransitions *prometheus.CounterVec
 	// UpstreamErrors: proxied requests that failed to reach a backend, by server and kind.
 	UpstreamErrors *prometheus.CounterVec
-	// CacheWriteLatency: seconds per cache write transaction, by operation
-	// (put, list, watch, raw). Observed by the cache manager.
-	CacheWriteLatency *prometheus.HistogramVec
-	// CacheQueueDepth: items waiting in the cache manager's write queue.
-	CacheQueueDepth prometheus.Gauge
-	// CacheIncomplete: lists or watches the cache could not follow (fell behind, failed).
-	CacheIncomplete *prometheus.CounterVec
 }
 
 // New creates and registers every metric, plus the Go and process collectors.
@@ -77,16 +70,9 @@ func New() *Metrics {
 		ServerHealthy:      gv("server_healthy_status", "healthy status of remote servers. 1: healthy, 0: unhealthy", "server"),
 		BackendTransitions: cv("server_health_transitions_total", "backend health changes", "server", "to"),
 		UpstreamErrors:     cv("upstream_errors_total", "proxied requests that failed to reach a backend", "server", "kind"),
-		CacheWriteLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Subsystem: subsystem,
-			Name: "cache_write_latency_seconds", Help: "seconds per cache write transaction",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"op"}),
-		CacheQueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem,
-			Name: "cache_queue_depth", Help: "items waiting in the cache write queue"}),
-		CacheIncomplete: cv("cache_incomplete_total", "lists or watches the cache could not follow completely", "component", "resource", "reason"),
 	}
 	r.MustRegister(m.InFlightRequests, m.AggregatedInFlight, m.RejectedRequests, m.ClosedRequests,
 		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors,
-		m.CacheWriteLatency, m.CacheQueueDepth, m.CacheIncomplete,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,4 +80,40 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// CacheStats are the cache manager's counters, read at every scrape.
+type CacheStats struct {
+	Responses, Objects, Events, StaleEvents int64
+	Overflows, Failures                     int64 // streams the cache could not follow
+	Writes                                  int64
+	WriteSeconds                            float64 // total time in store writes
+	QueueHighMark                           int64   // largest tee queue seen, bytes
+	ActiveStreams                           int64   // responses being teed now
+}
+
+// RegisterCache exports the cache manager's counters: mean write latency is
+// cache_write_seconds_total / cache_writes_total; queue depth is the high-water mark
+// of the tee queue and the number of streams being teed.
+func (m *Metrics) RegisterCache(stats func() CacheStats) {
+	counter := func(name, help string, v func(CacheStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help},
+			func() float64 { return v(stats()) })
+	}
+	gauge := func(name, help string, v func(CacheStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help},
+			func() float64 { return v(stats()) })
+	}
+	m.Registry.MustRegister(
+		counter("cache_responses_total", "responses teed into the cache", func(s CacheStats) float64 { return float64(s.Responses) }),
+		counter("cache_objects_total", "objects written by gets and list items", func(s CacheStats) float64 { return float64(s.Objects) }),
+		counter("cache_watch_events_total", "watch events applied to the cache", func(s CacheStats) float64 { return float64(s.Events) }),
+		counter("cache_stale_events_total", "watch events refused as older than the cache", func(s CacheStats) float64 { return float64(s.StaleEvents) }),
+		counter("cache_overflows_total", "streams whose cache copy was abandoned because the cache fell behind", func(s CacheStats) float64 { return float64(s.Overflows) }),
+		counter("cache_failures_total", "streams whose cache copy was abandoned on a decode or store error", func(s CacheStats) float64 { return float64(s.Failures) }),
+		counter("cache_writes_total", "store write calls", func(s CacheStats) float64 { return float64(s.Writes) }),
+		counter("cache_write_seconds_total", "seconds spent in store writes", func(s CacheStats) float64 { return s.WriteSeconds }),
+		gauge("cache_queue_high_water_bytes", "largest tee queue seen, bytes", func(s CacheStats) float64 { return float64(s.QueueHighMark) }),
+		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
+	)
 }

@@ -112,13 +112,13 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 	})
 
 	t.Run("gzip", func(t *testing.T) {
-		const n = 200 // 200 x 1KiB: above the apiserver's 128KiB compression threshold
+		const n = 20 // 20 x 8KiB: above the apiserver's 128KiB compression threshold
 		ns := "gzip"
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < n; i++ {
-			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"d": strings.Repeat("x", 1024)}}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"d": strings.Repeat("x", 8<<10)}}
 			if _, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
