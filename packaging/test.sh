@@ -24,7 +24,7 @@ MAX_EXPOSURE=3.0
 DAEMON_FLAGS=${YURTHUB_DAEMON_FLAGS:---enable-dummy-if=false --enable-iptables=false}
 NODE=nspawn-node
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%3ds] %s\n' "$SECONDS" "$*"; }
 ok() { printf 'ok: %s\n' "$*"; }
 fail() {
 	printf 'FAIL: %s\n' "$*" >&2
@@ -69,12 +69,22 @@ VERSION=$(dpkg-deb -f "$DEB" Version)
 VERSION=${VERSION%-1}
 ok "version $VERSION: $(cd "$DIST" && echo yurthub_*.deb yurthub-*.rpm)"
 
-step "reproducible: a second build of the same commit is byte-identical"
-packaging/build.sh "$TMP/rebuild" >/dev/null
-for p in "${debs[@]}" "${rpms[@]}"; do
-	cmp "$p" "$TMP/rebuild/$(basename "$p")" || fail "$(basename "$p") differs between two builds"
-	ok "$(basename "$p") identical ($(sha256sum <"$p" | cut -c1-16))"
+step "reproducible: HEAD built twice, in two different directories, is byte-identical"
+# Snapshots of the commit (git archive), so edits made to the working tree meanwhile
+# cannot differ between the two builds, and different paths prove -trimpath works.
+for b in a b; do
+	mkdir -p "$TMP/$b/src"
+	git archive HEAD | tar -x -C "$TMP/$b/src"
+	"$TMP/$b/src/packaging/build.sh" "$TMP/$b/dist" >/dev/null
 done
+n=0
+for p in "$TMP"/a/dist/yurthub*.deb "$TMP"/a/dist/yurthub*.rpm; do
+	q=$TMP/b/dist/$(basename "$p")
+	cmp "$p" "$q" || fail "$(basename "$p") differs between two builds of HEAD"
+	ok "$(basename "$p") identical (sha256 $(sha256sum <"$p" | cut -c1-16))"
+	n=$((n + 1))
+done
+[[ $n == 4 ]] || fail "want 4 packages per build, got $n"
 
 step "lintian --fail-on error,warning"
 lintian --fail-on error,warning --display-info "${debs[@]}" 2>&1 | grep -v 'running with root privileges' || true
@@ -151,7 +161,11 @@ systemd-nspawn --quiet --directory="$ROOT" --volatile=overlay --private-network 
 NSPAWN_PID=$!
 LEADER=
 for _ in $(seq 100); do
-	LEADER=$(pgrep -P "$NSPAWN_PID" | head -n1 || true)
+	# The container's PID 1 is the nspawn child that has exec'd systemd (nspawn
+	# forks helpers first, which exit).
+	for c in $(pgrep -P "$NSPAWN_PID" || true); do
+		[[ $(cat "/proc/$c/comm" 2>/dev/null) == systemd ]] && LEADER=$c
+	done
 	[[ -n $LEADER ]] && break
 	kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$TMP/console.log"; fail "systemd-nspawn exited"; }
 	sleep 0.1
@@ -215,6 +229,26 @@ step "systemd-analyze verify (inside, with the package installed): output must b
 verify=$(inside 'systemd-analyze verify /usr/lib/systemd/system/yurthub.service 2>&1' || true)
 [[ -z $verify ]] || { printf '%s\n' "$verify"; fail "systemd-analyze verify printed the above"; }
 ok "systemd-analyze verify printed nothing"
+
+step "sandbox: the unit's restrictions allow netlink links and iptables (probe drop-in)"
+# The same unit with a drop-in that swaps the daemon for `ip` and `iptables`: every
+# sandbox setting (capabilities, ProtectSystem, seccomp, address families) applies.
+# The kernel may lack the dummy driver (then ifb, which the network tests also use).
+inside 'mkdir -p /etc/systemd/system/yurthub.service.d && cat >/etc/systemd/system/yurthub.service.d/probe.conf' <<'EOF'
+[Service]
+Type=oneshot
+Restart=no
+ExecStart=
+ExecStart=/bin/sh -c 'set -e; ip link add yh-probe0 type dummy 2>/dev/null || ip link add yh-probe0 type ifb; ip addr add 169.254.2.1/32 dev yh-probe0; ip link set yh-probe0 up; echo PROBE-LINK-OK; iptables -N YH-PROBE; iptables -I INPUT -j YH-PROBE; iptables -A YH-PROBE -d 169.254.2.1/32 -p tcp --dport 10261 -j ACCEPT; echo PROBE-IPTABLES-OK; iptables-legacy -w -N YH-PROBE; echo PROBE-XTABLES-LOCK-OK'
+EOF
+inside 'systemctl daemon-reload && systemctl start yurthub.service' || true
+probe=$(inside 'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID yurthub.service)')
+printf '%s\n' "$probe" | sed 's/^/  /'
+for want in PROBE-LINK-OK PROBE-IPTABLES-OK PROBE-XTABLES-LOCK-OK; do
+	grep -q "$want" <<<"$probe" || fail "the sandbox blocked the step before $want"
+done
+inside 'rm -r /etc/systemd/system/yurthub.service.d; systemctl daemon-reload; ip link del yh-probe0; iptables -D INPUT -j YH-PROBE; iptables -F YH-PROBE; iptables -X YH-PROBE; iptables-legacy -X YH-PROBE'
+ok "under the unit's sandbox: netlink link + address, iptables (nft) chain and rules, iptables-legacy with /run/xtables.lock"
 
 step "configure /etc/default/yurthub and start: active through sd_notify"
 inside "sed -i 's|^YURTHUB_ARGS=.*|YURTHUB_ARGS=\"$ARGS\"|' /etc/default/yurthub"
