@@ -433,3 +433,37 @@ func websocketWatchFirstEvent(t *testing.T, hostport, path string) wsEvent {
 		return ev
 	}
 }
+
+// The hub renews the node Lease every --heartbeat-interval-seconds only while kubelet
+// is seen (a kubelet request through the hub) within --kubelet-health-grace-period.
+func TestHeartbeatFollowsKubelet(t *testing.T) {
+	c := testkube.Start(t, testkube.Options{Nodes: []string{testNode}})
+	c.GrantNodeReadAll(t, testNode)
+	cfg := hubConfig(t, c, c.URL())
+	cfg.HeartbeatInterval = time.Second
+	cfg.KubeletHealthGracePeriod = 3 * time.Second
+	h := startHub(t, cfg)
+	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	ctx := context.Background()
+	renewTime := func() time.Time {
+		l, err := admin.CoordinationV1().Leases("kube-node-lease").Get(ctx, testNode, metav1.GetOptions{})
+		if err != nil || l.Spec.RenewTime == nil {
+			return time.Time{}
+		}
+		return l.Spec.RenewTime.Time
+	}
+	waitUntil(t, 10*time.Second, "the hub to create the node Lease", func() bool { return !renewTime().IsZero() })
+	// No kubelet traffic: after the grace period the renewals stop.
+	time.Sleep(cfg.KubeletHealthGracePeriod + 2*cfg.HeartbeatInterval)
+	r1 := renewTime()
+	time.Sleep(3 * cfg.HeartbeatInterval)
+	if r2 := renewTime(); !r2.Equal(r1) {
+		t.Fatalf("lease renewed at %s after kubelet was silent past the grace period (last %s)", r2, r1)
+	}
+	// kubelet shows up: renewals resume.
+	kubelet := kubernetes.NewForConfigOrDie(h.restConfig("kubelet/v1.36.3"))
+	if _, err := kubelet.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "renewals to resume once kubelet is seen", func() bool { return renewTime().After(r1) })
+}
