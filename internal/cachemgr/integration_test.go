@@ -63,7 +63,13 @@ func (h *testHub) seen(verb string) int {
 
 func newTestHub(t testing.TB, upstream *rest.Config, opts Options) *testHub {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "cache.db"), store.Options{NoSync: true})
+	return newTestHubSync(t, upstream, opts, false)
+}
+
+// newTestHubSync is newTestHub with the store fsync'ing (benchmarks) or not (tests).
+func newTestHubSync(t testing.TB, upstream *rest.Config, opts Options, fsync bool) *testHub {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "cache.db"), store.Options{NoSync: !fsync})
 	if err != nil {
 		t.Fatal(err)
 	}
