@@ -214,7 +214,7 @@ procs() { inside 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = yur
 ARGS="--server-addr=https://127.0.0.1:6443 --node-name=$NODE $DAEMON_FLAGS"
 
 step "deb: dpkg -i (first install: enabled, start attempted)"
-inside 'dpkg -i /pkgs/yurthub-1.deb' | sed 's/^/  /'
+inside 'dpkg -i /pkgs/yurthub-1.deb 2>&1' | sed 's/^/  /'
 [[ $(inside 'systemctl is-enabled yurthub.service') == enabled ]] || fail "not enabled after first install"
 # The shipped env file has no --server-addr, so the start that postinst made ended
 # with exit status 2 (usage) and RestartPreventExitStatus=2 keeps it from looping.
@@ -303,7 +303,7 @@ inside 'test -e /var/lib/yurthub/cache.db || { echo stand-in >/var/lib/yurthub/c
 inside 'echo kept >/var/lib/yurthub/upgrade-marker'
 cache_inode=$(inside 'stat -c %i /var/lib/yurthub/cache.db')
 old=$(main_pid)
-inside 'dpkg -i /pkgs/yurthub-2.deb </dev/null' | sed 's/^/  /'
+inside 'dpkg -i /pkgs/yurthub-2.deb </dev/null 2>&1' | sed 's/^/  /'
 wait_active "$old"
 [[ $(inside "dpkg-query -W -f='\${Version}' yurthub") == "$UP_VERSION-1" ]] || fail "dpkg does not show $UP_VERSION-1"
 inside 'grep -q -- "--node-name='"$NODE"'" /etc/default/yurthub' || fail "upgrade lost the edit in /etc/default/yurthub"
@@ -316,7 +316,7 @@ healthz | head -n1 | grep -q ' 200' || fail "healthz after upgrade"
 ok "restarted (PID $old -> $(main_pid)), conffile edit kept, cache.db kept (inode $cache_inode), healthz 200"
 
 step "remove (dpkg -r): service stopped, state kept"
-inside 'dpkg -r yurthub' | sed 's/^/  /'
+inside 'dpkg -r yurthub 2>&1' | sed 's/^/  /'
 [[ $(inside 'systemctl is-active yurthub.service' || true) != active ]] || fail "still active after remove"
 [[ -z $(procs) ]] || fail "a yurthub process survived remove: $(procs)"
 inside 'test -e /var/lib/yurthub/cache.db' || fail "remove deleted the state directory (only purge may)"
@@ -324,7 +324,7 @@ inside 'test -e /etc/default/yurthub' || fail "remove deleted the conffile (only
 ok "stopped; /var/lib/yurthub and /etc/default/yurthub kept"
 
 step "purge (dpkg -P): nothing left behind"
-inside 'dpkg -P yurthub' | sed 's/^/  /'
+inside 'dpkg -P yurthub 2>&1' | sed 's/^/  /'
 # Not ours: /pkgs (the bind mount), the root's build marker, and man-db's cat-page
 # cache (man wrote it when systemd-analyze verify looked up man:yurthub(8); man-db
 # owns and expires it).
