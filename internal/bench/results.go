@@ -209,7 +209,9 @@ func (r *Results) markdown() string {
 	fmt.Fprintf(&b, "Written by `make bench` (internal/bench) in %.0f s. Median of %d runs, (min–max) beside it; GET latencies are the p50/p99 of %d sequential requests per run. ", r.Seconds, r.Runs, r.Gets)
 	fmt.Fprintf(&b, "Pods are %d bytes each as JSON. Offline figures compare the hub's cache with the apiserver answering online.\n\n", r.PodBytes)
 	fmt.Fprintf(&b, "- machine: %s\n- yurthub %s, %s; kube-apiserver %s\n- hub flags: %s\n\n", r.Machine, r.Versions.Yurthub, r.Versions.Go, r.Versions.KubeAPIServer, strings.Join(r.HubFlags, " "))
-	b.WriteString("![hub/direct ratios](chart.png)\n\n")
+	b.WriteString("## Goals\n\n")
+	b.WriteString(r.GoalsTable())
+	b.WriteString("\n## Every figure\n\n![hub/direct ratios](chart.png)\n\n")
 	b.WriteString("| figure | unit | direct | through the hub | hub/direct | goal | met |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range r.Figures {
 		ratio := ""
@@ -217,6 +219,37 @@ func (r *Results) markdown() string {
 			ratio = fmt.Sprintf("%.2f", f.Ratio)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit, cell(f.Direct), cell(f.Hub), ratio, f.Goal, f.Met)
+	}
+	return b.String()
+}
+
+// GoalsTable is the figures that have a goal: goal, result, met (the README shows it).
+func (r *Results) GoalsTable() string {
+	var b strings.Builder
+	b.WriteString("| figure | goal | result | met |\n|---|---|---|---|\n")
+	for _, f := range r.Figures {
+		if f.Goal == "" {
+			continue
+		}
+		var res string
+		switch {
+		case strings.HasPrefix(f.Goal, "hub/direct") && f.Ratio > 0:
+			res = fmt.Sprintf("%.2f (hub %s, direct %s %s)", f.Ratio, num(f.Hub.Median), num(f.Direct.Median), f.Unit)
+		case strings.HasPrefix(f.Goal, "hub/direct"):
+			res = "not measured: " + cell(f.Hub) + " / " + cell(f.Direct)
+		case f.Hub.ok():
+			res = num(f.Hub.Median) + " " + f.Unit
+			if len(f.Hub.Values) > 1 {
+				res += fmt.Sprintf(" (%s–%s)", num(f.Hub.Min), num(f.Hub.Max))
+			}
+		default:
+			res = cell(f.Hub)
+		}
+		met := f.Met
+		if met == "" {
+			met = "not measured"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", f.Name, f.Goal, res, met)
 	}
 	return b.String()
 }
