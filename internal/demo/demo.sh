@@ -19,7 +19,7 @@ NODE=edge-1
 
 # Steps whose product feature has not landed yet: "key=issue". Such a step says so
 # and shows nothing made up. Empty when the product is complete.
-NOT_YET=(cache="issue 4, the online path's cache tee" offline="issue 5, the offline path")
+NOT_YET=(offline="issue 5, the offline path")
 
 if [ -t 1 ]; then B=$'\033[1m' C=$'\033[36m' N=$'\033[0m'; else B= C= N=; fi
 bold() { printf '%s%s%s\n' "$B" "$*" "$N"; }
