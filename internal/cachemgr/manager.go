@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -74,6 +76,8 @@ type Manager struct {
 	ctx    context.Context // store writes outlive the request that caused them
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	order viewOrder
 
 	pagesMu sync.Mutex
 	pages   map[string]*pendingList // continue token => list being paged in
@@ -232,7 +236,11 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		case "list":
 			var cont string
 			if resp.Request != nil {
-				cont = resp.Request.URL.Query().Get("continue")
+				q := resp.Request.URL.Query()
+				if q.Get("resourceVersionMatch") == string(metav1.ResourceVersionMatchExact) {
+					return // a past state: it must not replace the view
+				}
+				cont = q.Get("continue")
 			}
 			w, err := m.listWriter(info, cont)
 			if err != nil || w == nil {
@@ -242,10 +250,18 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				return
 			}
 			key := ListKeyFor(info)
-			run = func(r io.Reader) error { return m.cacheList(r, key, w, enc, pod) }
+			prev, release := m.order.ticket(key, true)
+			run = func(r io.Reader) error {
+				defer release()
+				return m.cacheList(r, key, w, enc, pod, prev)
+			}
 		case "watch":
 			key := ListKeyFor(info)
-			run = func(r io.Reader) error { return m.cacheWatch(r, key, enc, pod, info.SendInitialEvents, log) }
+			prev, release := m.order.ticket(key, info.SendInitialEvents)
+			run = func(r io.Reader) error {
+				defer release()
+				return m.cacheWatch(r, key, enc, pod, info.SendInitialEvents, prev, release, log)
+			}
 		default:
 			return
 		}
@@ -387,7 +403,7 @@ func (s writerSink) add(it *item) error {
 	return nil
 }
 
-func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool) error {
+func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) error {
 	sink := writerSink{m: m, w: w, pod: pod}
 	var lm listMeta
 	var err error
@@ -420,6 +436,10 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		m.pagesMu.Unlock()
 		return nil
 	}
+	if err := wait(m.ctx, prev); err != nil {
+		w.Abort()
+		return err
+	}
 	return m.write(func(context.Context) error { return w.Commit(lm.rv) })
 }
 
@@ -437,7 +457,7 @@ type eventDecoder interface{ next(*watchEvent) error }
 // the bookmark's resourceVersion. Later events go to an applier goroutine that
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
-func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, log *slog.Logger) error {
+func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
 	var dec eventDecoder
 	if enc == store.EncodingProtobuf {
 		dec = &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(m.opts.MaxObjectBytes)}
@@ -457,7 +477,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			}
 		}()
 	}
-	ap := newApplier(m, key, log)
+	// Without watch-list, the first event waits for the list this watch follows;
+	// with it, the initial state's commit waits for earlier replacements.
+	ap := newApplier(m, key, log, prev)
+	if initial {
+		ap = newApplier(m, key, log, nil)
+	}
 	defer ap.close()
 
 	for {
@@ -491,7 +516,13 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 				if ev.it.initialEnd {
 					w := lw
 					lw = nil
-					if err := m.write(func(context.Context) error { return w.Commit(ev.it.rv) }); err != nil {
+					if err := wait(m.ctx, prev); err != nil {
+						w.Abort()
+						return err
+					}
+					err := m.write(func(context.Context) error { return w.Commit(ev.it.rv) })
+					release()
+					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
 				}
@@ -531,10 +562,11 @@ type applier struct {
 	done bool
 	err  error
 	fin  chan struct{}
+	prev <-chan struct{} // the list this watch follows; waited for before the first write
 }
 
-func newApplier(m *Manager, key store.ListKey, log *slog.Logger) *applier {
-	a := &applier{m: m, key: key, log: log, fin: make(chan struct{})}
+func newApplier(m *Manager, key store.ListKey, log *slog.Logger, prev <-chan struct{}) *applier {
+	a := &applier{m: m, key: key, log: log, fin: make(chan struct{}), prev: prev}
 	a.cond.L = &a.mu
 	go a.run()
 	return a
@@ -569,6 +601,11 @@ func (a *applier) close() error {
 
 func (a *applier) run() {
 	defer close(a.fin)
+	if err := wait(a.m.ctx, a.prev); err != nil {
+		a.mu.Lock()
+		a.err, a.evs = err, nil
+		a.mu.Unlock()
+	}
 	for {
 		a.mu.Lock()
 		for len(a.evs) == 0 && !a.done {

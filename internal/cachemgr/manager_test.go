@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -416,5 +417,31 @@ func TestCanonicalSelector(t *testing.T) {
 		if got := CanonicalSelector(in[0], in[1]); got != want {
 			t.Errorf("CanonicalSelector(%q, %q) = %q, want %q", in[0], in[1], got, want)
 		}
+	}
+}
+
+// A watch that follows a list must not write before the list is committed, or the
+// list's replacement would wipe the watch's newer events.
+func TestWatchWaitsForTheListItFollows(t *testing.T) {
+	m, st := newMgr(t, Options{})
+	listBody := jsonBytes(t, podList(10, "", pod("a", "p1", "n", 5)))
+	linfo, lresp := response(t, kubeletUA, "/api/v1/namespaces/a/pods", "application/json", listBody, nil)
+	m.CacheResponse(linfo, lresp)
+	// The client has the list's bytes only when it reads them; meanwhile (in
+	// the cache's view) the watch starts and its events stream.
+	watchBody := watchJSON(t, metav1.WatchEvent{Type: "ADDED", Object: runtime.RawExtension{Raw: jsonBytes(t, ptrPod(pod("a", "p2", "n", 11)))}})
+	winfo, wresp := response(t, kubeletUA, "/api/v1/namespaces/a/pods?watch=true&resourceVersion=10", "application/json", watchBody, nil)
+	m.CacheResponse(winfo, wresp)
+	if _, err := io.ReadAll(wresp.Body); err != nil {
+		t.Fatal(err)
+	}
+	wresp.Body.Close()
+	// Give the watch's decoder time to apply its event if nothing held it back.
+	time.Sleep(100 * time.Millisecond)
+	drain(t, m, lresp, listBody) // also waits for the watch stream
+	got, li := listView(t, st, ListKeyFor(linfo))
+	want := map[string]uint64{"a/p1": 5, "a/p2": 11}
+	if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 11 || !li.Complete {
+		t.Fatalf("view = %v %+v, want %v complete at RV 11", got, li, want)
 	}
 }
