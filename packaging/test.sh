@@ -39,6 +39,7 @@ need systemd-nspawn systemd-container
 need debootstrap debootstrap
 need systemd-analyze systemd
 need nsenter util-linux
+need pgrep procps
 
 TMP=$(mktemp -d /tmp/yurthub-package-test.XXXXXX)
 NSPAWN_PID=
@@ -296,10 +297,25 @@ wait_active "$old"
 ok "main PID $old killed, now $(main_pid), NRestarts=$(inside 'systemctl show -P NRestarts yurthub.service')"
 healthz | head -n1 | grep -q ' 200' || fail "healthz after restart"
 
+step "systemctl stop: SIGTERM, STOPPING=1, clean exit; start again"
+inside 'timeout 30 systemctl stop yurthub.service'
+result=$(inside 'systemctl show -P Result yurthub.service')
+status=$(inside 'systemctl show -P ExecMainStatus yurthub.service')
+[[ $result == success && $status == 0 ]] || fail "stop: Result=$result ExecMainStatus=$status, want success/0"
+inside 'journalctl -u yurthub.service --no-pager -o cat | grep -c "shutting down"' >/dev/null || fail "the daemon did not log a graceful shutdown"
+inside 'timeout 60 systemctl start yurthub.service'
+wait_active 0
+ok "stopped with Result=success, exit 0; started again"
+
 step "upgrade to $UP_VERSION: keeps the edited conffile and the cache"
 # The cache file is the daemon's; if this daemon does not create it yet, a
 # stand-in proves the state directory survives.
-inside 'test -e /var/lib/yurthub/cache.db || { echo stand-in >/var/lib/yurthub/cache.db; chmod 600 /var/lib/yurthub/cache.db; }'
+if inside 'test -s /var/lib/yurthub/cache.db'; then
+	inside 'ls -l /var/lib/yurthub/cache.db' | sed 's/^/  the daemon'"'"'s cache: /'
+else
+	inside 'echo stand-in >/var/lib/yurthub/cache.db; chmod 600 /var/lib/yurthub/cache.db'
+	echo "  the daemon has not created cache.db: checking a stand-in file"
+fi
 inside 'echo kept >/var/lib/yurthub/upgrade-marker'
 cache_inode=$(inside 'stat -c %i /var/lib/yurthub/cache.db')
 old=$(main_pid)
