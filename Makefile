@@ -39,6 +39,8 @@ test-network:
 bench: build kube-bins
 	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) run ./internal/bench --out docs/bench/latest
 	cd testdata/bench/chart && $(GO) run . ../../../docs/bench/latest/results.json
+	@echo "== cache store vs OpenYurt's one-fsync'd-file-per-object layout (docs/cache.md)"
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/store
 
 bench-go: build kube-bins
 	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) test -run '^$$' -bench . -benchmem ./...
