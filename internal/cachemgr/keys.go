@@ -83,8 +83,10 @@ func CanonicalSelector(labelSelector, fieldSelector string) string {
 // "?as=<Kind>;g=<group>;v=<version>" when the response is a transformed form such
 // as aggregated discovery (application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList),
 // because one path answers both the legacy and the aggregated form depending on
-// the client's Accept header.
+// the client's Accept header. The path is normalized to one leading and no trailing
+// slash. Only JSON discovery responses are cached.
 func RawKey(path, contentType string) string {
+	path = "/" + strings.Trim(path, "/")
 	_, params, err := mime.ParseMediaType(contentType)
 	if err != nil || params["as"] == "" {
 		return path

@@ -162,9 +162,21 @@ func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 	case "get":
 		return info.Name != "" && (info.Subresource == "" || info.Subresource == "status")
 	case "list", "watch":
+		// The deprecated /watch/ path form takes selectors the apiserver's rules do
+		// not record, so its view could not be named: not cached.
+		if strings.HasPrefix(strings.Trim(info.Path, "/"), info.APIPrefix+"/"+groupVersion(info)+"/watch/") {
+			return false
+		}
 		return info.Subresource == ""
 	}
 	return false
+}
+
+func groupVersion(info *requestinfo.Info) string {
+	if info.APIGroup == "" {
+		return info.APIVersion
+	}
+	return info.APIGroup + "/" + info.APIVersion
 }
 
 // CacheResponse tees a 2xx response to a cacheable request into the store. It

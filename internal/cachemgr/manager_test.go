@@ -377,6 +377,8 @@ func TestCacheable(t *testing.T) {
 		{kubeletUA, "GET", "/healthz", false},
 		{"kube-proxy/v1", "GET", "/apis/discovery.k8s.io/v1/endpointslices?watch=1", true},
 		{"coredns", "GET", "/api/v1/services", true},
+		{"coredns", "GET", "/api/v1/watch/services?labelSelector=a%3Db", false},
+		{"kube-proxy", "GET", "/apis/discovery.k8s.io/v1/watch/namespaces/a/endpointslices", false},
 		{"flanneld/0.1", "GET", "/api/v1/nodes", true},
 		{"kubectl/v1.36", "GET", "/api/v1/pods", false},
 		{"", "GET", "/api/v1/pods", false},
