@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/testkube"
 )
 
@@ -58,23 +59,30 @@ func BenchmarkCloudLoss(b *testing.B) {
 // BenchmarkThroughHub compares requests through the hub with the same requests sent
 // directly to the same apiserver with the same identity (the node's client
 // certificate), alternating, in the same run. Metrics: hub-p50-ms, direct-p50-ms and
-// hub/direct (ratio of the medians). Caching is whatever the daemon wires in edge mode.
+// hub/direct (ratio of the medians). Two hubs run against the one apiserver: "edge"
+// (edge mode, the cache manager teeing every kubelet response into the store) and
+// "cloud" (cloud mode: pure proxy, nothing cached).
 func BenchmarkThroughHub(b *testing.B) {
 	c := testkube.Start(b, testkube.Options{Nodes: []string{testNode}})
 	c.GrantNodeReadAll(b, testNode)
-	cfg := hubConfig(b, c, c.URL())
-	h := startHub(b, cfg)
-	waitUntil(b, 10*time.Second, "the apiserver to be healthy", func() bool { return h.serverHealthy(b, c.URL()) })
+	hubs := map[string]*hub{}
+	for _, mode := range []string{config.WorkingModeEdge, config.WorkingModeCloud} {
+		cfg := hubConfig(b, c, c.URL())
+		cfg.WorkingMode = mode
+		h := startHub(b, cfg)
+		waitUntil(b, 10*time.Second, "the apiserver to be healthy", func() bool { return h.serverHealthy(b, c.URL()) })
+		hubs[mode] = h
+	}
 	const ns, pods = "bench", 1000
 	createPods(b, c, ns, pods)
 
 	certPEM, keyPEM := c.IssueNodeClientCert(testNode)
 	direct := &rest.Config{Host: c.URL(), UserAgent: "kubelet/v1.36.3", QPS: -1,
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM(), CertData: certPEM, KeyData: keyPEM}}
-	viaHub := h.restConfig("kubelet/v1.36.3")
-
-	for _, enc := range []string{"json", "protobuf"} {
-		clients := func() (d, v *kubernetes.Clientset) {
+	ctx := context.Background()
+	for _, mode := range []string{config.WorkingModeEdge, config.WorkingModeCloud} {
+		viaHub := hubs[mode].restConfig("kubelet/v1.36.3")
+		for _, enc := range []string{"json", "protobuf"} {
 			dc, vc := rest.CopyConfig(direct), rest.CopyConfig(viaHub)
 			if enc == "protobuf" {
 				for _, cfg := range []*rest.Config{dc, vc} {
@@ -82,25 +90,23 @@ func BenchmarkThroughHub(b *testing.B) {
 					cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf"
 				}
 			}
-			return kubernetes.NewForConfigOrDie(dc), kubernetes.NewForConfigOrDie(vc)
+			d, v := kubernetes.NewForConfigOrDie(dc), kubernetes.NewForConfigOrDie(vc)
+			b.Run(mode+"/GET/"+enc, func(b *testing.B) {
+				compare(b, d, v, func(cs *kubernetes.Clientset) error {
+					_, err := cs.CoreV1().Pods(ns).Get(ctx, "pod-0", metav1.GetOptions{})
+					return err
+				})
+			})
+			b.Run(fmt.Sprintf("%s/LIST%d/%s", mode, pods, enc), func(b *testing.B) {
+				compare(b, d, v, func(cs *kubernetes.Clientset) error {
+					l, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + testNode})
+					if err == nil && len(l.Items) != pods {
+						err = fmt.Errorf("listed %d pods, want %d", len(l.Items), pods)
+					}
+					return err
+				})
+			})
 		}
-		d, v := clients()
-		ctx := context.Background()
-		b.Run("GET/"+enc, func(b *testing.B) {
-			compare(b, d, v, func(cs *kubernetes.Clientset) error {
-				_, err := cs.CoreV1().Pods(ns).Get(ctx, "pod-0", metav1.GetOptions{})
-				return err
-			})
-		})
-		b.Run(fmt.Sprintf("LIST%d/%s", pods, enc), func(b *testing.B) {
-			compare(b, d, v, func(cs *kubernetes.Clientset) error {
-				l, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + testNode})
-				if err == nil && len(l.Items) != pods {
-					err = fmt.Errorf("listed %d pods, want %d", len(l.Items), pods)
-				}
-				return err
-			})
-		})
 	}
 }
 
@@ -133,7 +139,9 @@ func compare(b *testing.B, direct, viaHub *kubernetes.Clientset, op func(*kubern
 
 func createPods(b *testing.B, c *testkube.Cluster, ns string, n int) {
 	b.Helper()
-	cs := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	cfg := c.AdminConfig()
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side throttling
+	cs := kubernetes.NewForConfigOrDie(cfg)
 	ctx := context.Background()
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
