@@ -71,7 +71,7 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 	if st.Created != "" {
 		fmt.Fprintf(bw, "created:         %s\n", st.Created)
 	}
-	fmt.Fprintf(bw, "file size:       %d bytes (page size %d, %d free pages, %d pending)\n", st.FileSize, st.PageSize, st.FreePages, st.PendingPages)
+	fmt.Fprintf(bw, "file size:       %d bytes, %d on disk (page size %d, %d free pages, %d pending)\n", st.FileSize, st.DiskBytes, st.PageSize, st.FreePages, st.PendingPages)
 	if st.OpenYurtImport != "" {
 		fmt.Fprintf(bw, "openyurt import: %s\n", st.OpenYurtImport)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -18,7 +19,8 @@ type Stats struct {
 	LatestSchema   uint64           `json:"latestSchemaVersion"` // of this binary
 	Created        string           `json:"created,omitempty"`
 	OpenYurtImport string           `json:"openyurtImport,omitempty"`
-	FileSize       int64            `json:"fileSize"`
+	FileSize       int64            `json:"fileSize"`  // apparent size (the file grows in 4 MiB steps)
+	DiskBytes      int64            `json:"diskBytes"` // blocks allocated on disk
 	PageSize       int              `json:"pageSize"`
 	FreePages      int              `json:"freePages"`    // reusable pages in the file
 	PendingPages   int              `json:"pendingPages"` // freed, reusable once readers finish
@@ -53,6 +55,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Path: s.path, LatestSchema: migrations.Latest()}
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileSize = fi.Size()
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.DiskBytes = sys.Blocks * 512
+		}
 	}
 	dbs := s.db.Stats()
 	st.FreePages, st.PendingPages = dbs.FreePageN, dbs.PendingPageN
