@@ -17,8 +17,9 @@ import (
 	"github.com/yurthub/yurthub/internal/store/schema"
 )
 
-// ImportedReason is the reason recorded on list views created by the OpenYurt import.
-const ImportedReason = "imported from the OpenYurt disk cache (no list resourceVersion was recorded there: the highest object resourceVersion is used)"
+// ImportedReason is the reason recorded on list views created by the OpenYurt import:
+// OpenYurt records no list resourceVersion, so the highest object resourceVersion is used.
+const ImportedReason = "imported from OpenYurt (list RV = highest object RV)"
 
 // importOpenYurt (version 2) imports an existing OpenYurt YurtHub disk cache
 // (--disk-cache-path) once, so a node that swaps OpenYurt's hub for ours stays

@@ -112,7 +112,7 @@ func TestStoppedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"schema version:  2", "kubelet", "pods.v1", "leases.v1.coordination.k8s.io", "imported 11 objects",
-		"/version", "complete: imported from the OpenYurt disk cache"} {
+		"/version", "complete: imported from OpenYurt"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
 		}
