@@ -108,8 +108,7 @@ func startHub(t testing.TB, cfg *config.Config) *hub {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hub{cfg: cfg, cancel: cancel, done: make(chan error, 1)}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	go func() { h.done <- daemon.Run(ctx, cfg, log) }()
+	go func() { h.done <- runDaemon(ctx, t, cfg) }()
 	t.Cleanup(h.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -328,4 +327,36 @@ func apiserverRequests(t testing.TB, c *testkube.Cluster, s *testkube.APIServer,
 		return 0
 	}
 	return v
+}
+
+func runDaemon(ctx context.Context, t testing.TB, cfg *config.Config) error {
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return daemon.Run(ctx, cfg, log)
+}
+
+// listenNotify points $NOTIFY_SOCKET at a datagram socket and returns what arrives.
+func listenNotify(t *testing.T) <-chan string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	ch := make(chan string, 8)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- string(buf[:n]):
+			default:
+			}
+		}
+	}()
+	return ch
 }

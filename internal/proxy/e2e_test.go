@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,16 @@ func TestHubStartsWithoutCloud(t *testing.T) {
 	c := testkube.Start(t, testkube.Options{Nodes: []string{testNode}})
 	dead := fmt.Sprintf("https://127.0.0.1:%d", freePort(t)) // nothing listens there
 	cfg := hubConfig(t, c, dead)
+	notify := listenNotify(t)
 	h := startHub(t, cfg)
+	select {
+	case msg := <-notify:
+		if msg != "READY=1" {
+			t.Fatalf("first sd_notify message %q, want READY=1", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no READY=1 on $NOTIFY_SOCKET with the cloud unreachable")
+	}
 
 	resp, err := http.Get(h.proxyURL() + "/api/v1/namespaces/default/pods")
 	if err != nil {
@@ -466,4 +476,39 @@ func TestHeartbeatFollowsKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 5*time.Second, "renewals to resume once kubelet is seen", func() bool { return renewTime().After(r1) })
+}
+
+// Token mode without the bootstrap's files: the daemon runs, /v1/readyz names what is
+// missing, the proxy answers 503.
+func TestTokenModeWithoutCredentials(t *testing.T) {
+	c := testkube.Start(t, testkube.Options{Nodes: []string{testNode}})
+	cfg := hubConfig(t, c, c.URL())
+	cfg.BootstrapMode = config.BootstrapModeToken
+	cfg.KubeletCAFile, cfg.KubeletClientCertificate = "", ""
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &hub{cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- runDaemon(ctx, t, cfg) }()
+	t.Cleanup(h.stop)
+	var body string
+	waitUntil(t, 10*time.Second, "the hub server", func() bool {
+		resp, err := http.Get(h.serveURL() + "/v1/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(body, "certificates") || !strings.Contains(body, filepath.Join(cfg.PKIDir(), "ca.crt")) {
+		t.Fatalf("/v1/readyz = %q; want the certificates check naming %s", body, filepath.Join(cfg.PKIDir(), "ca.crt"))
+	}
+	resp, err := http.Get(h.proxyURL() + "/api/v1/namespaces/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("proxy without credentials: %s, want 503", resp.Status)
+	}
 }
