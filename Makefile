@@ -37,7 +37,7 @@ test-network:
 # on 2 cores) into docs/bench/latest/; testdata/bench/chart (its own module: gonum/plot
 # stays out of yurthub) draws chart.png. bench-go runs the packages' testing.B benchmarks.
 bench: build kube-bins
-	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) run ./internal/bench --out docs/bench/latest
+	YURTHUB_KUBE_BIN_DIR="$(KUBE_BIN_DIR)" $(GO) run ./internal/bench --out docs/bench/latest --readme README.md
 	cd testdata/bench/chart && $(GO) run . ../../../docs/bench/latest/results.json
 	@echo "== cache store vs OpenYurt's one-fsync'd-file-per-object layout (docs/cache.md)"
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/store

@@ -81,6 +81,7 @@ type flags struct {
 	watchSeconds float64
 	small, large int
 	keep         bool
+	readme       string
 }
 
 func main() {
@@ -93,6 +94,7 @@ func main() {
 	flag.IntVar(&f.small, "small", 1000, "pods in the small list")
 	flag.IntVar(&f.large, "large", 10000, "pods in the large list")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
+	flag.StringVar(&f.readme, "readme", "", "also rewrite the goals table between the bench markers in this README")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
@@ -187,7 +189,17 @@ func run(f flags) error {
 	}
 	b.res.Seconds = time.Since(began).Seconds()
 	log.Printf("done in %.0fs; writing %s", b.res.Seconds, f.out)
-	return b.res.write(f.out)
+	if err := b.res.write(f.out); err != nil {
+		return err
+	}
+	if f.readme != "" {
+		rel, err := filepath.Rel(filepath.Dir(f.readme), filepath.Join(f.out, "results.md"))
+		if err != nil {
+			return err
+		}
+		return b.res.UpdateReadme(f.readme, filepath.ToSlash(rel))
+	}
+	return nil
 }
 
 // clients builds the direct client (TLS with the node's certificate, HTTP/2 as

@@ -254,6 +254,27 @@ func (r *Results) GoalsTable() string {
 	return b.String()
 }
 
+// Markers in README.md between which UpdateReadme puts the goals table.
+const (
+	readmeBegin = "<!-- bench:begin (make bench rewrites this table) -->"
+	readmeEnd   = "<!-- bench:end -->"
+)
+
+// UpdateReadme replaces the goals table between the markers in file.
+func (r *Results) UpdateReadme(file, resultsLink string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %q ... %q markers to put the table between", file, readmeBegin, readmeEnd)
+	}
+	table := fmt.Sprintf("%s\nRun of %s on %s ([full table](%s)):\n\n%s%s", readmeBegin, r.Date, r.Machine, resultsLink, r.GoalsTable(), readmeEnd)
+	return os.WriteFile(file, []byte(s[:i]+table+s[j+len(readmeEnd):]), 0o644)
+}
+
 func machine() string {
 	model := "unknown CPU"
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {

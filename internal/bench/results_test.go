@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -54,6 +55,34 @@ func TestResults(t *testing.T) {
 		"**not measured**: GET /x: 503 Service Unavailable"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
+	}
+}
+
+func TestUpdateReadme(t *testing.T) {
+	r := newResults(flags{runs: 1})
+	r.add("hub RSS idle, after the lists", "MiB", "hub", 30, nil)
+	r.finish()
+	file := t.TempDir() + "/README.md"
+	before := "# x\n\n" + readmeBegin + "\nold\n" + readmeEnd + "\n\nafter\n"
+	if err := os.WriteFile(file, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.UpdateReadme(file, "docs/bench/latest/results.md"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(file)
+	for _, want := range []string{"# x\n\n" + readmeBegin, "| hub RSS idle, after the lists | <= 40 MiB | 30.0 MiB | yes |", readmeEnd + "\n\nafter\n", "(docs/bench/latest/results.md)"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("README lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(string(got), "old") {
+		t.Errorf("the old table is still there:\n%s", got)
+	}
+	if err := os.WriteFile(file, []byte("no markers"), 0o644); err == nil {
+		if err := r.UpdateReadme(file, "x"); err == nil {
+			t.Error("UpdateReadme without markers: no error")
 		}
 	}
 }
