@@ -349,6 +349,14 @@ func runInformerScenario(t *testing.T, admin *rest.Config, name string, protobuf
 
 	checkAll(t, hub, admin, views, informers_, protobuf)
 
+	// cache_agents is followed live: dropping widget-agent stops caching it.
+	cm.Data[CacheAgentsKey] = "other-agent"
+	ok(cs.CoreV1().ConfigMaps(ConfigMapNamespace).Update(ctx, cm, metav1.UpdateOptions{}))
+	waitFor(t, "cache_agents change applied", func() bool {
+		return !hub.mgr.Cacheable(&requestinfo.Info{IsResourceRequest: true, Verb: "list", Resource: "widgets", Component: "widget-agent"}) &&
+			hub.mgr.Cacheable(&requestinfo.Info{IsResourceRequest: true, Verb: "list", Resource: "widgets", Component: "other-agent"})
+	})
+
 	s := hub.mgr.Stats()
 	if s.Overflows != 0 || s.Failures != 0 || s.Events == 0 {
 		t.Errorf("cache stats: %+v", s)
