@@ -48,4 +48,29 @@
 //
 // ObjectKeyFor, ListKeyFor (CanonicalSelector) and RawKey derive store keys from
 // a request; the offline path must use the same functions.
+//
+// # What the offline path can rely on
+//
+//   - An object's Data is one full document as a GET returns it: JSON with kind
+//     and apiVersion first, or the k8s protobuf envelope ("k8s\x00" + Unknown with
+//     apiVersion/kind). Its encoding is the one the component asked for; CRDs are
+//     always JSON. A component that switches encoding refreshes its views on its
+//     next list.
+//   - A view's ResourceVersion is the list's, then the newest event or bookmark
+//     applied. Complete is false when the view was only watched, or a stream fell
+//     behind / failed (Reason says why): serve it, but say it may be incomplete.
+//   - Views are per component, resource, namespace ("" = all) and canonical
+//     selector; a list with fieldSelector metadata.name=x is its own view.
+//   - Not cached, so never served offline from here: pods without spec.nodeName,
+//     lists with resourceVersionMatch=Exact, deprecated /watch/ path watches,
+//     responses in a transformed form (as=Table, PartialObjectMetadata), CBOR,
+//     protobuf discovery, subresources other than status.
+//
+// # Memory
+//
+// Per teed response: at most Options.QueueBytes of queued bytes (compressed bytes
+// when the apiserver gzips, which it does for large lists a Go client asks for),
+// one item being decoded, and for a watch at most Options.MaxPendingEvents decoded
+// events waiting for the store. A list is spooled by the store to a temporary file,
+// never held whole.
 package cachemgr
