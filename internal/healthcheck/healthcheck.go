@@ -184,6 +184,7 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 		successes   int
 		lastSuccess time.Time
 		lastLease   time.Time
+		lastErr     string // logged once per distinct reason while failing
 	)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -210,11 +211,16 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 		if err == nil {
 			successes++
 			lastSuccess = time.Now()
+			lastErr = ""
 			if !b.Healthy() && successes >= c.opts.HealthyThreshold {
 				b.MarkHealthy(fmt.Sprintf("%d consecutive successful probes", successes))
 			}
 		} else {
 			successes = 0
+			if msg := err.Error(); msg != lastErr {
+				lastErr = msg
+				p.log.Warn("apiserver probe failing", slog.Any("err", err), slog.Bool("was_healthy", b.Healthy()))
+			}
 			if b.Healthy() {
 				b.MarkUnhealthy(fmt.Sprintf("probe failed %d times: %v", c.opts.FailedRetry+1, err))
 			}
