@@ -69,7 +69,9 @@ type jsonMeta struct {
 	} `json:"metadata"`
 }
 
-type jsonPodSpec struct {
+// jsonPod is jsonMeta plus a pod's spec.nodeName, read in the same pass.
+type jsonPod struct {
+	jsonMeta
 	Spec struct {
 		NodeName string `json:"nodeName"`
 	} `json:"spec"`
@@ -79,22 +81,22 @@ type jsonPodSpec struct {
 // of a typed list carry none), kind and apiVersion are put first, as a GET would
 // return them, so a cached item is the same document as a cached GET.
 func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) error {
-	var m jsonMeta
-	if err := json.Unmarshal(raw, &m); err != nil {
+	var p jsonPod
+	var target any = &p.jsonMeta
+	if pod {
+		target = &p
+	}
+	if err := json.Unmarshal(raw, target); err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
+	m := &p.jsonMeta
 	rv, err := parseRV(m.Metadata.ResourceVersion)
 	if err != nil {
 		return err
 	}
 	*it = item{namespace: m.Metadata.Namespace, name: m.Metadata.Name, rv: rv, enc: store.EncodingJSON, data: raw}
 	it.initialEnd = m.Metadata.Annotations[metav1.InitialEventsAnnotationKey] == "true"
-	if pod {
-		var p jsonPodSpec
-		if err := json.Unmarshal(raw, &p); err == nil {
-			it.nodeName = p.Spec.NodeName
-		}
-	}
+	it.nodeName = p.Spec.NodeName
 	if m.Kind == "" && kind != "" {
 		body := bytes.TrimSpace(raw)
 		var b bytes.Buffer
