@@ -430,14 +430,15 @@ func (b *bench) online() error {
 			if failed[t.name] {
 				continue
 			}
-			var rss atomic.Int64
+			var rss, anon atomic.Int64
 			stopSample := make(chan struct{})
 			sampled := make(chan struct{})
 			go func() {
 				defer close(sampled)
 				for {
-					if r := b.hub.rss(); r > rss.Load() {
-						rss.Store(r)
+					if m := b.hub.mem(); m.rss > rss.Load() {
+						rss.Store(m.rss)
+						anon.Store(m.anon)
 					}
 					select {
 					case <-stopSample:
@@ -452,6 +453,7 @@ func (b *bench) online() error {
 			b.res.add("watch events/s to 8 watchers under churn", "events/s", t.name, rate, err)
 			if t.name == "hub" {
 				b.res.add("hub RSS under the watch load", "MiB", "hub", float64(rss.Load())/(1<<20), nil)
+				b.res.add("↳ of which anonymous (heap, stacks), at the peak", "MiB", "hub", float64(anon.Load())/(1<<20), nil)
 			}
 			failed[t.name] = err != nil
 		}
@@ -466,7 +468,10 @@ func (b *bench) online() error {
 	b.res.add("objects in the hub's cache after the lists", "objects", "hub", float64(n), err)
 	for run := 0; run < b.f.runs; run++ {
 		time.Sleep(2 * time.Second)
-		b.res.add("hub RSS idle, after the lists", "MiB", "hub", float64(b.hub.rss())/(1<<20), nil)
+		m := b.hub.mem()
+		b.res.add("hub RSS idle, after the lists", "MiB", "hub", float64(m.rss)/(1<<20), nil)
+		b.res.add("↳ of which anonymous (heap, stacks)", "MiB", "hub", float64(m.anon)/(1<<20), nil)
+		b.res.add("↳ of which file-backed (the mmap'd cache file, the binary)", "MiB", "hub", float64(m.file)/(1<<20), nil)
 		if run < b.f.runs-1 {
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -785,20 +790,34 @@ func (h *hubProc) cachedObjects() (int, error) {
 	return n, nil
 }
 
-// rss is the hub's resident set in bytes (VmRSS), 0 if unknown.
-func (h *hubProc) rss() int64 {
+// memStat is the hub's resident memory in bytes from /proc/<pid>/status: VmRSS and
+// its parts RssAnon (heap, stacks) and RssFile (file pages mapped: bbolt's mmap of the
+// cache file, the executable). Zero when unknown.
+type memStat struct{ rss, anon, file int64 }
+
+func (h *hubProc) mem() memStat {
+	var m memStat
 	if h.cmd == nil || h.cmd.Process == nil {
-		return 0
+		return m
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
 	if err != nil {
-		return 0
+		return m
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		switch name {
+		case "VmRSS":
+			m.rss = kb * 1024
+		case "RssAnon":
+			m.anon = kb * 1024
+		case "RssFile":
+			m.file = kb * 1024
 		}
 	}
-	return 0
+	return m
 }
