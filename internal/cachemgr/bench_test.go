@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -23,7 +24,8 @@ import (
 // client going through the hub's proxy with caching on (kubelet's User-Agent,
 // protobuf like kubelet) with the same client going direct:
 //
-//   - list-1k / list-10k: LIST of 1,000 / 10,000 pods. Metrics: hub-ms, direct-ms
+//   - list-1k / list-10k (protobuf, as kubelet) and list-10k-json: LIST of 1,000 /
+//     10,000 pods. Metrics: hub-ms, direct-ms
 //     (medians), hub/direct (ratio), hub-nocache-ms (same proxy, a User-Agent that
 //     is not cached), cache-commit-ms (from the client's last byte
 //     until the list is committed in the store).
@@ -46,7 +48,10 @@ func BenchmarkCaching(b *testing.B) {
 			_, err := cs.CoreV1().Pods(ns).Create(context.Background(), benchPod(ns, i), metav1.CreateOptions{})
 			return err
 		})
-		b.Run(fmt.Sprintf("list-%dk", n/1000), func(b *testing.B) { benchList(b, admin, ns, n) })
+		b.Run(fmt.Sprintf("list-%dk", n/1000), func(b *testing.B) { benchList(b, admin, ns, n, true) })
+		if n == 10000 {
+			b.Run("list-10k-json", func(b *testing.B) { benchList(b, admin, ns, n, false) })
+		}
 	}
 	b.Run("watch", func(b *testing.B) { benchWatch(b, admin, cs) })
 }
@@ -60,7 +65,7 @@ func benchPod(ns string, i int) *corev1.Pod {
 
 func createMany(b *testing.B, cs kubernetes.Interface, ns string, n int, create func(i int) error) {
 	b.Helper()
-	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -93,10 +98,17 @@ func createMany(b *testing.B, cs kubernetes.Interface, ns string, n int, create 
 }
 
 func protoClient(b *testing.B, cfg *rest.Config, ua string) *kubernetes.Clientset {
+	return benchClient(b, cfg, ua, true)
+}
+
+func benchClient(b *testing.B, cfg *rest.Config, ua string, protobuf bool) *kubernetes.Clientset {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = ua
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cfg.ContentType, cfg.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	if protobuf {
+		cfg.ContentType = runtime.ContentTypeProtobuf
+		cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	}
 	cfg.QPS, cfg.Burst = 5000, 5000
 	return kubernetes.NewForConfigOrDie(cfg)
 }
@@ -110,11 +122,11 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func benchList(b *testing.B, admin *rest.Config, ns string, n int) {
+func benchList(b *testing.B, admin *rest.Config, ns string, n int, protobuf bool) {
 	hub := newTestHubSync(b, admin, Options{}, true)
-	viaHub := protoClient(b, hub.config("", true), kubeletUA)
-	direct := protoClient(b, admin, kubeletUA)
-	uncached := protoClient(b, hub.config("", true), "bench-not-cached/1.0") // same proxy, caching off
+	viaHub := benchClient(b, hub.config("", true), kubeletUA, protobuf)
+	direct := benchClient(b, admin, kubeletUA, protobuf)
+	uncached := benchClient(b, hub.config("", true), "bench-not-cached/1.0", protobuf) // same proxy, caching off
 	ctx := context.Background()
 	var hubMs, directMs, commitMs, uncachedMs []float64
 	list := func(cs *kubernetes.Clientset) float64 {
@@ -163,11 +175,16 @@ func benchWatch(b *testing.B, admin *rest.Config, cs kubernetes.Interface) {
 	// from the apiserver's watch cache (it keeps them well past this benchmark).
 	watchRuns++
 	ns := fmt.Sprintf("bench-watch-%d", watchRuns)
-	start, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{Limit: 1})
+	// A marker ConfigMap first: the replay starts at its RV, which the ConfigMap
+	// watch cache is sure to hold.
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	marker, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "marker"}}, metav1.CreateOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	rv := start.ResourceVersion
+	rv := marker.ResourceVersion
 	createMany(b, cs, ns, events, func(j int) error {
 		_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", j)}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
 		return err
