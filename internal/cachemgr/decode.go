@@ -58,46 +58,20 @@ func parseRV(s string) (uint64, error) {
 
 // ---- JSON ----
 
-type jsonMeta struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	Metadata   struct {
-		Name            string            `json:"name"`
-		Namespace       string            `json:"namespace"`
-		ResourceVersion string            `json:"resourceVersion"`
-		Annotations     map[string]string `json:"annotations"`
-	} `json:"metadata"`
-}
-
-// jsonPod is jsonMeta plus a pod's spec.nodeName, read in the same pass.
-type jsonPod struct {
-	jsonMeta
-	Spec struct {
-		NodeName string `json:"nodeName"`
-	} `json:"spec"`
-}
-
 // parseJSONItem fills it from one JSON object. When the object has no kind (items
 // of a typed list carry none), kind and apiVersion are put first, as a GET would
 // return them, so a cached item is the same document as a cached GET.
 func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) error {
-	var p jsonPod
-	var target any = &p.jsonMeta
-	if pod {
-		target = &p
-	}
-	if err := json.Unmarshal(raw, target); err != nil {
+	var f jsonFields
+	if err := scanJSONObject(raw, pod, &f); err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
-	m := &p.jsonMeta
-	rv, err := parseRV(m.Metadata.ResourceVersion)
+	rv, err := parseRV(f.resourceVersion)
 	if err != nil {
 		return err
 	}
-	*it = item{namespace: m.Metadata.Namespace, name: m.Metadata.Name, rv: rv, enc: store.EncodingJSON, data: raw}
-	it.initialEnd = m.Metadata.Annotations[metav1.InitialEventsAnnotationKey] == "true"
-	it.nodeName = p.Spec.NodeName
-	if m.Kind == "" && kind != "" {
+	*it = item{namespace: f.namespace, name: f.name, rv: rv, enc: store.EncodingJSON, data: raw, nodeName: f.nodeName, initialEnd: f.initialEventsEnd}
+	if f.kind == "" && kind != "" {
 		body := bytes.TrimSpace(raw)
 		var b bytes.Buffer
 		b.Grow(len(body) + len(kind) + len(apiVersion) + 32)

@@ -447,3 +447,47 @@ func TestWatchWaitsForTheListItFollows(t *testing.T) {
 		t.Fatalf("view = %v %+v, want %v complete at RV 11", got, li, want)
 	}
 }
+
+// The JSON field scanner must agree with encoding/json on whatever it reads.
+func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
+	inputs := []string{
+		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
+		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
+		`{"spec":"not an object","metadata":null,"kind":"X"}`,
+		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
+		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
+		`{"m\u0065tadata":{"name":"escaped-key"}}`,
+		`{}`,
+	}
+	for _, in := range inputs {
+		var f jsonFields
+		if err := scanJSONObject([]byte(in), true, &f); err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		var ref struct {
+			Kind, APIVersion string
+			Metadata         *struct {
+				Name, Namespace, ResourceVersion string
+				Annotations                      map[string]string
+			}
+			Spec json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(in), &ref); err != nil {
+			t.Fatal(err)
+		}
+		var want jsonFields
+		want.kind, want.apiVersion = ref.Kind, ref.APIVersion
+		if ref.Metadata != nil {
+			want.name, want.namespace, want.resourceVersion = ref.Metadata.Name, ref.Metadata.Namespace, ref.Metadata.ResourceVersion
+			want.initialEventsEnd = ref.Metadata.Annotations["k8s.io/initial-events-end"] == "true"
+		}
+		var spec struct{ NodeName *string }
+		if json.Unmarshal(ref.Spec, &spec) == nil && spec.NodeName != nil {
+			want.nodeName = *spec.NodeName
+		}
+		if f != want {
+			t.Errorf("%s:\n scanner  %v\n encoding/json %v", in, &f, &want)
+		}
+	}
+}
