@@ -301,3 +301,32 @@ func kindOfJSON(doc []byte) string {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// protoRaw returns the bare message inside a protobuf envelope (runtime.Unknown
+// field 2) without copying it.
+func protoRaw(doc []byte) ([]byte, error) {
+	if !bytes.HasPrefix(doc, protoMagic) {
+		return nil, errors.New("protobuf object without the k8s envelope")
+	}
+	b := doc[len(protoMagic):]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errors.New("bad protobuf envelope")
+		}
+		b = b[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, errors.New("bad protobuf envelope")
+			}
+			return v, nil
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil, errors.New("bad protobuf envelope")
+		}
+		b = b[m:]
+	}
+	return nil, errors.New("protobuf envelope without a body")
+}

@@ -9,7 +9,9 @@
 //	            bytes as they are when the encodings agree, converted through
 //	            client-go's types when not); a transformed form (kubectl's
 //	            as=Table) falls back to the plain JSON the same header also accepts;
-//	            404 Status when absent; 406 when nothing acceptable can be produced.
+//	            404 Status when absent (and the component has this resource cached,
+//	            so the hub knows the set; otherwise 503: it cannot tell); 406 when
+//	            nothing acceptable can be produced.
 //	list        the component's view for this namespace+selector; when that exact
 //	            view was never listed, a wider view of the same component (a subset
 //	            of the selector terms, and/or all namespaces) filtered here: labels,

@@ -95,6 +95,9 @@ func TestListErrors(t *testing.T) {
 	ctx := context.Background()
 
 	// Another component never listed pods: a clear 503, not an empty list.
+	if _, err := s.client(t, "kube-proxy", false).CoreV1().Pods("ns1").Get(ctx, "pod-00001", metav1.GetOptions{}); !apierrors.IsServiceUnavailable(err) {
+		t.Fatalf("get of a resource the component never read: want 503, got %v", err)
+	}
 	_, err := s.client(t, "kube-proxy", false).CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "never listed") {
 		t.Fatalf("never-synced view: want 503 saying so, got %v", err)

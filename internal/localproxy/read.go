@@ -26,7 +26,11 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, info *request
 	ctx := r.Context()
 	o, err := h.st.GetObject(ctx, cachemgr.ObjectKeyFor(info))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		writeStatus(w, r, notFound(info, fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and %s is not in this node's cache", describe(info))))
+		if h.hasResource(ctx, info) {
+			writeStatus(w, r, notFound(info, fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and %s is not in this node's cache", describe(info))))
+		} else {
+			writeStatus(w, r, unavailable(info, fmt.Sprintf("%s never read any %s into this node's cache, so the hub cannot tell whether it exists", info.Component, info.Resource)))
+		}
 		return
 	}
 	if err != nil {
@@ -50,6 +54,21 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, info *request
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+var errStop = errors.New("stop")
+
+// hasResource reports whether the component has any object of the request's
+// resource cached: only then is a missing object a truthful 404 (the hub knows
+// that set); otherwise the answer is unknown offline (503).
+func (h *Handler) hasResource(ctx context.Context, info *requestinfo.Info) bool {
+	k := cachemgr.ObjectKeyFor(info)
+	found := false
+	_ = h.st.Walk(ctx, store.Filter{Component: k.Component, Resource: k.Resource}, func(store.ObjectKey, store.Object) error {
+		found = true
+		return errStop
+	})
+	return found
 }
 
 func notFound(info *requestinfo.Info, msg string) *metav1.Status {
@@ -293,11 +312,11 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 		if err != nil {
 			return err
 		}
-		u, err := unwrapProto(doc)
+		raw, err := protoRaw(doc)
 		if err != nil {
 			return err
 		}
-		items = appendProtoItem(items, u.Raw)
+		items = appendProtoItem(items, raw)
 		n++
 		return nil
 	})
