@@ -14,6 +14,7 @@ import (
 	"github.com/yurthub/yurthub/internal/admin"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/hubserver"
+	"github.com/yurthub/yurthub/internal/localproxy"
 	"github.com/yurthub/yurthub/internal/sdnotify"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/version"
@@ -63,13 +64,24 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	// The online path (online.go): proxy ports, load balancer, health checker,
 	// /metrics. It starts whether or not the cloud answers.
-	on, err := startOnline(ctx, cfg, log, hub, errc, onlineDeps{Store: cache})
+	// The offline path (internal/localproxy) answers from the cache when no backend
+	// is healthy; its watches end once one is healthy again.
+	deps := onlineDeps{Store: cache}
+	var local *localproxy.Handler
+	if cache != nil {
+		local, _ = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout})
+		deps.Local = local
+	}
+	on, err := startOnline(ctx, cfg, log, hub, errc, deps)
 	if err != nil {
 		_ = hub.Shutdown(context.Background())
 		netw.stop(false)
 		return err
 	}
 	netw.register(on.metrics.Registry)
+	if local != nil {
+		local.SetCloudHealthy(on.lb.AnyHealthy)
+	}
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot tell systemd the hub is ready", slog.Any("err", err))
@@ -88,6 +100,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
+	if local != nil {
+		local.Close() // local watches end now rather than holding the listeners' shutdown
+	}
 	on.stop(sctx)
 	if err := hub.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("hub server did not stop cleanly", slog.Any("err", err))
