@@ -81,6 +81,7 @@ type Manager struct {
 
 	pagesMu sync.Mutex
 	pages   map[string]*pendingList // continue token => list being paged in
+	lists   map[store.ListKey]int   // list streams in flight per view
 
 	stats struct {
 		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
@@ -94,7 +95,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{st: st, log: log, opts: opts, pages: map[string]*pendingList{}}
+	m := &Manager{st: st, log: log, opts: opts, pages: map[string]*pendingList{}, lists: map[store.ListKey]int{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.agents.Store(parseAgents(""))
 	return m
@@ -254,17 +255,24 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				}
 				cont = q.Get("continue")
 			}
-			w, err := m.listWriter(info, cont)
-			if err != nil || w == nil {
-				if err != nil {
-					log.Warn("cache: list not cached", slog.Any("err", err))
-				}
-				return
-			}
 			key := ListKeyFor(info)
 			prev, release := m.order.ticket(key, true)
+			m.pagesMu.Lock()
+			m.lists[key]++
+			m.pagesMu.Unlock()
 			run = func(r io.Reader) error {
 				defer release()
+				defer func() {
+					m.pagesMu.Lock()
+					if m.lists[key]--; m.lists[key] == 0 {
+						delete(m.lists, key)
+					}
+					m.pagesMu.Unlock()
+				}()
+				w, err := m.listWriter(key, cont)
+				if err != nil || w == nil {
+					return err // w == nil: a later page of a list not cached
+				}
 				return m.cacheList(r, key, w, enc, pod, prev)
 			}
 		case "watch":
@@ -290,14 +298,14 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		var r io.Reader = q
 		var err error
 		if gz {
-			var zr *gzip.Reader
-			if zr, err = gzip.NewReader(q); err == nil {
+			zr, zerr := gzip.NewReader(q)
+			if zerr != nil {
+				r = errReader{zerr} // run still runs, so it cleans up after itself
+			} else {
 				r = zr
 			}
 		}
-		if err == nil {
-			err = run(r)
-		}
+		err = run(r)
 		q.abandon()
 		q.mu.Lock()
 		high := int64(q.maxSeen)
@@ -321,6 +329,10 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 	}()
 }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // write runs one store write with the manager's context, timing it.
 func (m *Manager) write(fn func(ctx context.Context) error) error {
@@ -380,22 +392,34 @@ type pendingList struct {
 }
 
 // listWriter returns the writer a list response goes to: a new one for a first
-// page, the parked one for a later page (nil when the first page was not cached).
-func (m *Manager) listWriter(info *requestinfo.Info, cont string) (*store.ListWriter, error) {
-	key := ListKeyFor(info)
+// page; for a later page the one its previous page parked (waiting up to
+// pageWait for it, since the client may ask for the next page before the
+// previous page's decoder has finished), or nil when that list was not cached.
+func (m *Manager) listWriter(key store.ListKey, cont string) (*store.ListWriter, error) {
 	if cont == "" {
 		return m.st.BeginList(m.ctx, key)
 	}
-	m.pagesMu.Lock()
-	defer m.pagesMu.Unlock()
-	p := m.pages[cont]
-	if p == nil || p.key != key {
-		return nil, nil
+	deadline := time.Now().Add(pageWait)
+	for {
+		m.pagesMu.Lock()
+		p := m.pages[cont]
+		if p != nil && p.key == key {
+			delete(m.pages, cont)
+			p.timer.Stop()
+			m.pagesMu.Unlock()
+			return p.w, nil
+		}
+		others := m.lists[key] > 1 // another list stream of this view (the previous page?) is running
+		m.pagesMu.Unlock()
+		if !others || time.Now().After(deadline) || m.ctx.Err() != nil {
+			return nil, nil
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	delete(m.pages, cont)
-	p.timer.Stop()
-	return p.w, nil
 }
+
+// pageWait bounds how long a later page's decoder waits for its previous page.
+const pageWait = 5 * time.Second
 
 // listSinkFunc adapts the store's ListWriter.
 type writerSink struct {

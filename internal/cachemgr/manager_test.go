@@ -491,3 +491,26 @@ func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// The client may ask for the next page before the cache has finished the previous
+// one: the later page's decoder waits for it (the client never does).
+func TestNextPageBeforePreviousPageDecoded(t *testing.T) {
+	m, st := newMgr(t, Options{})
+	page1 := jsonBytes(t, podList(50, "tok1", pod("a", "p1", "n", 1)))
+	page2 := jsonBytes(t, podList(50, "", pod("a", "p2", "n", 2)))
+	info1, resp1 := response(t, kubeletUA, "/api/v1/pods?limit=1", "application/json", page1, nil)
+	m.CacheResponse(info1, resp1)
+	info2, resp2 := response(t, kubeletUA, "/api/v1/pods?limit=1&continue=tok1", "application/json", page2, nil)
+	m.CacheResponse(info2, resp2)
+	// Page 2 streams to its client first; page 1's bytes come later.
+	if _, err := io.ReadAll(resp2.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	time.Sleep(50 * time.Millisecond)
+	drain(t, m, resp1, page1)
+	got, li := listView(t, st, ListKeyFor(info1))
+	if len(got) != 2 || li.ResourceVersion != 50 {
+		t.Fatalf("paged view = %v %+v", got, li)
+	}
+}
