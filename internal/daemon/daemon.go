@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/hubserver"
 	"github.com/yurthub/yurthub/internal/localproxy"
+	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/sdnotify"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/version"
@@ -110,4 +112,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	netw.stop(runErr == nil) // undo only on a clean shutdown (SIGTERM/SIGINT)
 	log.Info("stopped")
 	return runErr
+}
+
+// withTokenCacher puts the offline path's recorder of service-account token
+// responses (localproxy.Handler.TokenCacher) in front of the cache manager, so a pod
+// restarting offline can get the last token the cloud issued. No cache manager
+// (cloud mode) or no local handler: c unchanged.
+func withTokenCacher(local http.Handler, c proxy.Cacher) proxy.Cacher {
+	if l, ok := local.(*localproxy.Handler); ok && l != nil && c != nil {
+		return l.TokenCacher(c)
+	}
+	return c
 }

@@ -128,7 +128,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		LB:                  o.lb,
 		Certs:               o.certs,
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
-		Cacher:              cacher,
+		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
