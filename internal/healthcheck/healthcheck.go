@@ -14,8 +14,9 @@
 //     proxy for every kubelet request), so a node whose kubelet died goes NotReady.
 //   - A backend becomes healthy after --heartbeat-healthy-threshold consecutive
 //     successes. A failed probe is retried at once up to --heartbeat-failed-retry
-//     times; the backend is unhealthy when all fail, or as soon as LossDeadline (1.5s)
-//     has passed since the last success with a failure seen (a hanging cloud).
+//     times; the backend is unhealthy when all fail. While healthy, every probe and
+//     retry is also cut short at LossDeadline (1.5s) after the last success, so a
+//     hanging cloud is declared unhealthy within that time of its last good answer.
 //   - Only transport errors and 5xx answers count as failures: an apiserver that
 //     answers 403 to the Lease is reachable (the error is logged).
 //
@@ -195,15 +196,24 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 		case <-timer.C:
 		}
 		heartbeat := c.kubeletAlive() && b.Healthy() && time.Since(lastLease) >= c.opts.HeartbeatInterval
-		err := p.probe(ctx, heartbeat)
+		// budget bounds each attempt while healthy: nothing may push the verdict past
+		// LossDeadline after the last success.
+		budget := func() time.Duration {
+			if !b.Healthy() || lastSuccess.IsZero() {
+				return time.Hour
+			}
+			return c.opts.LossDeadline - time.Since(lastSuccess)
+		}
+		err := p.probe(ctx, heartbeat, budget())
 		if heartbeat && err == nil {
 			lastLease = time.Now()
 		}
 		for try := 0; err != nil && try < c.opts.FailedRetry && ctx.Err() == nil; try++ {
-			if b.Healthy() && !lastSuccess.IsZero() && time.Since(lastSuccess) > c.opts.LossDeadline {
-				break // a hanging cloud: do not spend more time retrying
+			left := budget()
+			if left <= 0 {
+				break // a hanging cloud: no time left for retries
 			}
-			err = p.probe(ctx, false)
+			err = p.probe(ctx, false, left)
 		}
 		if ctx.Err() != nil {
 			return
@@ -237,7 +247,12 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 var errUnhealthy = errors.New("backend not serving")
 
 // probe returns nil when the backend is reachable and serving.
-func (p *backendProber) probe(ctx context.Context, heartbeat bool) error {
+func (p *backendProber) probe(ctx context.Context, heartbeat bool, limit time.Duration) error {
+	if limit <= 0 {
+		return fmt.Errorf("%w: no answer within %s of the last success", errUnhealthy, p.c.opts.LossDeadline)
+	}
+	ctx, cancelLimit := context.WithTimeout(ctx, limit)
+	defer cancelLimit()
 	if heartbeat {
 		err := p.renewLease(ctx)
 		if err == nil || !isReachabilityError(err) {

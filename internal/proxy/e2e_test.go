@@ -63,6 +63,12 @@ func TestHubStartsWithoutCloud(t *testing.T) {
 	if v := h.metric(t, "node_yurthub_server_healthy_status", `server="`+dead+`"`); v != 0 {
 		t.Fatalf("node_yurthub_server_healthy_status for the dead server = %v, want 0", v)
 	}
+	for _, name := range []string{"node_yurthub_rejected_requests_counter", "node_yurthub_in_flight_requests_collector",
+		"node_yurthub_aggregated_in_flight_requests_collector", "node_yurthub_cache_writes_total", "node_yurthub_cache_active_streams"} {
+		if h.metric(t, name) < 0 {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
 	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(h.secureURL(), "https://"), time.Second); err == nil {
 		t.Fatal("secure port open without a serving certificate")
 	}
