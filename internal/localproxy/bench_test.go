@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -14,6 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/loadbalancer"
+	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/store"
 )
 
@@ -114,27 +119,53 @@ func BenchmarkOfflineGet(b *testing.B) {
 	}
 }
 
+// BenchmarkOfflineList lists kubelet's pods from the handler directly and through
+// the whole proxy handler (internal/proxy in edge mode with no healthy backend).
 func BenchmarkOfflineList(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		for _, f := range benchFormats {
-			b.Run(fmt.Sprintf("pods=%d/%s", n, f.name), func(b *testing.B) {
-				st := openStore(b)
-				fillBenchPods(b, st, n, f.enc)
-				s := newServer(b, st, Options{})
-				url := s.URL + "/api/v1/pods?fieldSelector=spec.nodeName%3D" + testNode
-				lat := make([]float64, 0, b.N)
-				size := 0
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					start := time.Now()
-					size = fetch(b, url, f.accept)
-					lat = append(lat, float64(time.Since(start).Microseconds())/1000)
-				}
-				b.ReportMetric(median(lat), "ms/list")
-				b.ReportMetric(float64(size)/1e6, "MB/list")
-			})
+			for _, via := range []string{"local", "proxy"} {
+				b.Run(fmt.Sprintf("pods=%d/%s/via=%s", n, f.name, via), func(b *testing.B) {
+					st := openStore(b)
+					fillBenchPods(b, st, n, f.enc)
+					s := newServer(b, st, Options{})
+					base := s.URL
+					if via == "proxy" {
+						base = proxyInFront(b, s.h)
+					}
+					url := base + "/api/v1/pods?fieldSelector=spec.nodeName%3D" + testNode
+					lat := make([]float64, 0, b.N)
+					size := 0
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						start := time.Now()
+						size = fetch(b, url, f.accept)
+						lat = append(lat, float64(time.Since(start).Microseconds())/1000)
+					}
+					b.ReportMetric(median(lat), "ms/list")
+					b.ReportMetric(float64(size)/1e6, "MB/list")
+				})
+			}
 		}
 	}
+}
+
+// proxyInFront serves internal/proxy in edge mode, its only backend never healthy,
+// with h as the Local handler; it returns the server's URL.
+func proxyInFront(b *testing.B, h *Handler) string {
+	u, _ := url.Parse("https://127.0.0.1:1")
+	lb, err := loadbalancer.New([]*url.URL{u}, loadbalancer.Options{Mode: config.LBModeRoundRobin})
+	if err != nil {
+		b.Fatal(err)
+	}
+	px, err := proxy.New(proxy.Options{WorkingMode: config.WorkingModeEdge, LB: lb, CertTransport: http.DefaultTransport,
+		TokenTransport: http.DefaultTransport, Local: h, MaxRequestsInFlight: 250})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(px)
+	b.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // BenchmarkReadyAfterRestart: a hub restarted with the cloud unreachable opens its
