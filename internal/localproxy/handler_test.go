@@ -269,10 +269,18 @@ func TestInformers(t *testing.T) {
 		for _, proto := range []bool{false, true} {
 			name := map[bool]string{false: "list-watch", true: "watch-list"}[watchList] + "/" + map[bool]string{false: "json", true: "protobuf"}[proto]
 			t.Run(name, func(t *testing.T) {
-				t.Setenv("KUBE_FEATURE_WatchListClient", map[bool]string{false: "false", true: "true"}[watchList])
+				setWatchList(t, watchList)
 				st := openStore(t)
 				fillPods(t, st, "kubelet", 25, store.EncodingProtobuf)
 				s := newServer(t, st, Options{})
+				var watchLists atomic.Int64
+				inner := s.Config.Handler
+				s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Query().Get("sendInitialEvents") == "true" {
+						watchLists.Add(1)
+					}
+					inner.ServeHTTP(w, r)
+				})
 				cs := s.client(t, "kubelet", proto)
 				f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 					o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", testNode).String()
@@ -288,6 +296,9 @@ func TestInformers(t *testing.T) {
 				}
 				if got := len(inf.GetStore().List()); got != 25 {
 					t.Fatalf("informer has %d pods, want 25", got)
+				}
+				if used := watchLists.Load() > 0; used != watchList {
+					t.Fatalf("watch-list requests seen: %v, want %v", used, watchList)
 				}
 			})
 		}
