@@ -316,6 +316,11 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 		if err != nil {
 			return err
 		}
+		if items == nil && v.info.Count > 1 {
+			// Size the buffer from the first item once, rather than doubling it
+			// (and copying) a dozen times on a 10k-object list.
+			items = make([]byte, 0, (len(raw)+8)*v.info.Count*11/10)
+		}
 		items = appendProtoItem(items, raw)
 		n++
 		return nil
