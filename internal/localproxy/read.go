@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -249,7 +250,13 @@ func (h *Handler) each(ctx context.Context, v *view, fn func(o store.Object) err
 	})
 }
 
+// listWriteTimeout bounds how long a JSON list may take to reach the client: it is
+// written inside the cache's read transaction, and a client that stops reading must
+// not hold that transaction (bbolt cannot grow the file meanwhile) for ever.
+const listWriteTimeout = time.Minute
+
 func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(listWriteTimeout))
 	var bw *bufio.Writer
 	n := 0
 	start := func(kind string) {
