@@ -256,7 +256,11 @@ func (h *Handler) each(ctx context.Context, v *view, fn func(o store.Object) err
 const listWriteTimeout = time.Minute
 
 func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(listWriteTimeout))
+	rc := http.NewResponseController(w)
+	if rc.SetWriteDeadline(time.Now().Add(listWriteTimeout)) == nil {
+		// HTTP/1.1 deadlines are the connection's: clear it for the next request.
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	}
 	var bw *bufio.Writer
 	n := 0
 	start := func(kind string) {
