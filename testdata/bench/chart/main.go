@@ -80,6 +80,8 @@ func run(path string) error {
 	p.Add(one)
 	p.Legend.Add("1.0 = as fast as direct", one)
 	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(40)
 	p.NominalX(names...)
 	p.X.Tick.Label.Rotation = 0.9
 	p.X.Tick.Label.XAlign = draw.XRight
