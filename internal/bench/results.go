@@ -208,7 +208,7 @@ func (r *Results) markdown() string {
 	fmt.Fprintf(&b, "# yurthub benchmark: %s\n\n", r.Date)
 	fmt.Fprintf(&b, "Written by `make bench` (internal/bench) in %.0f s. Median of %d runs, (min–max) beside it; GET latencies are the p50/p99 of %d sequential requests per run. ", r.Seconds, r.Runs, r.Gets)
 	fmt.Fprintf(&b, "Pods are %d bytes each as JSON. Offline figures compare the hub's cache with the apiserver answering online.\n\n", r.PodBytes)
-	fmt.Fprintf(&b, "- machine: %s\n- yurthub %s, %s; kube-apiserver %s\n- hub flags: %s\n\n", r.Machine, r.Versions.Yurthub, r.Versions.Go, r.Versions.KubeAPIServer, strings.Join(r.HubFlags, " "))
+	fmt.Fprintf(&b, "- machine: %s\n- versions: %s (`yurthub --version`), %s; kube-apiserver %s\n- hub flags: %s\n\n", r.Machine, r.Versions.Yurthub, r.Versions.Go, r.Versions.KubeAPIServer, strings.Join(r.HubFlags, " "))
 	b.WriteString("## Goals\n\n")
 	b.WriteString(r.GoalsTable())
 	b.WriteString("\n## Every figure\n\n![hub/direct ratios](chart.png)\n\n")
