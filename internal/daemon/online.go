@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/client-go/rest"
 
@@ -78,6 +81,13 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		}
 	}
 	hub.AddReadyCheck(hubserver.ReadyCheck{Name: "certificates", Check: o.certs.Ready})
+	var proxyOpen atomic.Bool
+	hub.AddReadyCheck(hubserver.ReadyCheck{Name: "proxy", Check: func() error {
+		if !proxyOpen.Load() {
+			return errors.New("the proxy port is not open yet")
+		}
+		return nil
+	}})
 
 	var err error
 	o.lb, err = loadbalancer.New(cfg.ServerAddrs, loadbalancer.Options{
@@ -149,11 +159,22 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		o.health.Run(hctx)
 	}()
 
+	// Give the health checker a moment for its first verdict (a reachable apiserver
+	// is healthy after HealthyThreshold probes, ~200ms apart; a refused one fails at
+	// once), so the first requests are not answered locally for want of a probe.
+	began := time.Now()
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	settled := o.health.Settled(wctx)
+	wcancel()
+	log.Info("first health verdict", slog.Bool("settled", settled), slog.Bool("cloud_reachable", o.lb.AnyHealthy()),
+		slog.Duration("waited", time.Since(began).Round(time.Millisecond)))
+
 	o.listeners = proxy.NewListeners(o.proxy, log.With(slog.String("part", "proxy")), errc)
 	if err := o.listeners.Listen(proxy.Spec{Name: listenProxy, Addr: cfg.ProxyAddr()}); err != nil {
 		o.stop(context.Background())
 		return nil, err
 	}
+	proxyOpen.Store(true)
 	_, _, servingFile := certFiles(o.certs)
 	servingReady := func() error {
 		if _, err := o.certs.ServingCertificate(); err != nil {

@@ -87,6 +87,10 @@ type Checker struct {
 
 	mu         sync.Mutex
 	leaseState map[string]string // backend -> last lease result, for logs
+
+	// settled[i] is closed when backend i has its first verdict (healthy, or a failed
+	// probe round).
+	settled []chan struct{}
 }
 
 // New returns a Checker over lb's backends using src's credentials.
@@ -132,8 +136,41 @@ func New(lb *loadbalancer.Balancer, src certs.Source, opts Options) *Checker {
 		}
 	}
 	c := &Checker{lb: lb, src: src, opts: opts, log: opts.Log, leaseState: map[string]string{}}
+	for range lb.Backends() {
+		c.settled = append(c.settled, make(chan struct{}))
+	}
 	c.kubeletSeen.Store(time.Now().UnixNano())
 	return c
+}
+
+// Settled blocks until some backend is healthy or every backend has had its first
+// verdict, or ctx ends. The daemon waits on it (briefly) before opening the proxy
+// ports, so the first requests after a start are not answered locally just because
+// no probe has finished yet.
+func (c *Checker) Settled(ctx context.Context) bool {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.lb.AnyHealthy() {
+			return true
+		}
+		all := true
+		for _, ch := range c.settled {
+			select {
+			case <-ch:
+			default:
+				all = false
+			}
+		}
+		if all {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // KubeletSeen records that kubelet sent a request just now.
@@ -149,11 +186,11 @@ func (c *Checker) kubeletAlive() bool {
 // Run checks every backend until ctx ends.
 func (c *Checker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, b := range c.lb.Backends() {
+	for i, b := range c.lb.Backends() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.runBackend(ctx, b)
+			c.runBackend(ctx, b, c.settled[i])
 		}()
 	}
 	wg.Wait()
@@ -171,7 +208,9 @@ type backendProber struct {
 	log *slog.Logger
 }
 
-func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
+func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend, settled chan struct{}) {
+	var once sync.Once
+	settle := func() { once.Do(func() { close(settled) }) }
 	rt := c.opts.NewBackendTransport()
 	p := &backendProber{c: c, b: b, hc: &http.Client{Transport: rt}, log: c.log.With(slog.String("server", b.String()))}
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: b.URL.String(), Transport: rt, UserAgent: "yurthub", QPS: -1})
@@ -225,6 +264,9 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 			if !b.Healthy() && successes >= c.opts.HealthyThreshold {
 				b.MarkHealthy(fmt.Sprintf("%d consecutive successful probes", successes))
 			}
+			if b.Healthy() {
+				settle()
+			}
 		} else {
 			successes = 0
 			if msg := err.Error(); msg != lastErr {
@@ -234,6 +276,7 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend) {
 			if b.Healthy() {
 				b.MarkUnhealthy(fmt.Sprintf("probe failed %d times: %v", c.opts.FailedRetry+1, err))
 			}
+			settle()
 		}
 		if b.Healthy() {
 			timer.Reset(c.opts.ProbeInterval)

@@ -123,3 +123,26 @@ func TestHeartbeatOnlyWhileKubeletSeen(t *testing.T) {
 	c.KubeletSeen()
 	waitFor(t, 2*time.Second, "heartbeats to resume", func() bool { return f.lease.Load() > n })
 }
+
+func TestSettled(t *testing.T) {
+	up := newFake(t)
+	down := newFake(t)
+	down.srv.Close() // refuses connections
+	for _, tc := range []struct {
+		name    string
+		f       *fakeAPIServer
+		healthy bool
+	}{{"reachable", up, true}, {"refused", down, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lb, c := start(t, tc.f)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if !c.Settled(ctx) {
+				t.Fatal("no verdict within 5s")
+			}
+			if got := lb.Backends()[0].Healthy(); got != tc.healthy {
+				t.Fatalf("after Settled: healthy=%v, want %v", got, tc.healthy)
+			}
+		})
+	}
+}
