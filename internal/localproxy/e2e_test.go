@@ -194,7 +194,7 @@ func TestOffline(t *testing.T) {
 		checkSet(t, s, want, "online")
 	}
 	kc := hub.kubeconfig(c)
-	for _, args := range [][]string{{"get", "pods", "-A", "-o", "json"}, {"get", "services", "-A", "-o", "json"}, {"get", "widgets", "-A", "-o", "json"}} {
+	for _, args := range [][]string{{"get", "pods", "-A"}, {"get", "configmaps", "-n", appNS}, {"get", "pods", "-A", "-o", "json"}, {"get", "services", "-A", "-o", "json"}, {"get", "widgets", "-A", "-o", "json"}} {
 		if out, err := kubectl(t, c, kc, args...); err != nil {
 			t.Fatalf("kubectl %v online: %v\n%s", args, err, out)
 		}
@@ -252,6 +252,11 @@ func TestOffline(t *testing.T) {
 					t.Errorf("kubectl %v offline: no %q in\n%s", tc.args, w, out)
 				}
 			}
+		}
+		// kubectl read configmaps only as a Table (not cached): a clear error, not
+		// "No resources found".
+		if out, err := kubectl(t, c, kc, "get", "configmaps", "-n", appNS); err == nil || !strings.Contains(out, "never listed") {
+			t.Errorf("kubectl get configmaps offline (only Table reads online): want a clear error, got %v\n%s", err, out)
 		}
 		if out, err := kubectl(t, c, kc, "delete", "pod", "-n", appNS, "web-0", "--wait=false"); err == nil || !strings.Contains(out, "unreachable") {
 			t.Errorf("kubectl delete offline: want a clear refusal, got %v\n%s", err, out)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"sort"
 	"strings"
@@ -53,8 +54,9 @@ type Cacher interface {
 }
 
 // TokenCacher wraps the cache manager's hook: it records service-account token
-// responses (which the cache manager does not cache) for offline use, then hands
-// every response to next (nil: none).
+// responses (which the cache manager does not cache) for offline use, keeps
+// transformed reads (Table, PartialObjectMetadata) away from the cache, and hands
+// every other response to next (nil: none).
 func (h *Handler) TokenCacher(next Cacher) Cacher { return &tokenCacher{h: h, next: next} }
 
 type tokenCacher struct {
@@ -63,6 +65,13 @@ type tokenCacher struct {
 }
 
 func (c *tokenCacher) CacheResponse(info *requestinfo.Info, resp *http.Response) {
+	if info != nil && info.IsResourceRequest && resp != nil && resp.Request != nil && asksTransformed(resp.Request.Header.Get("Accept")) {
+		// kubectl's Table reads (Accept ...;as=Table) are answered with a plain
+		// "application/json" Content-Type, so the cache manager cannot tell them
+		// from a list and would store a Table as an empty list view. The offline path
+		// serves plain objects only: keep such responses out of the cache.
+		return
+	}
 	if info != nil && info.IsResourceRequest && info.Verb == "create" && info.APIGroup == "" &&
 		info.Resource == "serviceaccounts" && info.Subresource == "token" && info.Component != "" &&
 		resp != nil && resp.Body != nil && resp.StatusCode/100 == 2 && resp.Header.Get("Content-Encoding") == "" {
@@ -77,6 +86,18 @@ func (c *tokenCacher) CacheResponse(info *requestinfo.Info, resp *http.Response)
 	if c.next != nil {
 		c.next.CacheResponse(info, resp)
 	}
+}
+
+// asksTransformed reports whether an Accept header asks for a transformed form of
+// a resource (as=Table, as=PartialObjectMetadata[List]), which the apiserver serves
+// in preference to the plain object when it can.
+func asksTransformed(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		if _, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && params["as"] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Handler) recordToken(info *requestinfo.Info, contentType string, body []byte) {
