@@ -19,7 +19,9 @@
 //
 // A request that cannot connect to its backend marks that backend unhealthy at once
 // (the health checker puts it back) and, when it has no body, is retried on the next
-// healthy backend, so stopping one apiserver of several fails no request.
+// healthy backend, so stopping one apiserver of several fails no request. In edge mode
+// a get or list that still fails before a response arrived is answered by the Local
+// handler (from the cache); once the response has started, the stream just ends.
 //
 // The in-flight limit (--max-requests-in-flight, 0 = none) counts requests that are not
 // long-running, as the kube-apiserver does; past it the answer is 429 with
@@ -279,6 +281,14 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if p.edge && isConnectError(err) && !p.opts.LB.AnyHealthy() {
 		p.log.Info("cloud unreachable, answering locally", slog.String("path", r.URL.Path), slog.Any("err", err))
+		p.opts.Local.ServeHTTP(w, r)
+		return
+	}
+	// A get or list that failed before any response arrived falls back to the
+	// cache (REFERENCE 3), whatever the state of the other backends.
+	if p.edge && st != nil && (st.info.Verb == "get" || st.info.Verb == "list") {
+		p.log.Info("proxied read failed, answering locally", slog.String("server", server),
+			slog.String("path", r.URL.Path), slog.Any("err", err))
 		p.opts.Local.ServeHTTP(w, r)
 		return
 	}

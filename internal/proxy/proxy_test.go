@@ -234,3 +234,39 @@ func TestCacherGetsEdge2xxOnly(t *testing.T) {
 		}
 	}
 }
+
+// A get/list whose upstream fails before answering is served locally; a write is not.
+func TestFailedReadFallsBackToLocal(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // no response at all
+		}
+	}))
+	defer backend.Close()
+	p, lb := newTestProxy(t, config.WorkingModeEdge, 0, backend.URL)
+	p.opts.Local = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) })
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/api/v1/namespaces/default/pods/p1", 299},
+		{http.MethodGet, "/api/v1/pods", 299},
+		{http.MethodPost, "/api/v1/namespaces/default/pods", http.StatusServiceUnavailable},
+	} {
+		req, _ := http.NewRequest(tc.method, hub.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+		}
+	}
+	if !lb.Backends()[0].Healthy() {
+		t.Error("a backend that accepted the connection must not be marked unhealthy by a dropped response")
+	}
+}
