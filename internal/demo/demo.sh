@@ -207,7 +207,15 @@ if [ "${DEMO_RANDOM_PORTS:-}" = 1 ] || ! port_free $PROXY_PORT || ! port_free $S
   PROXY_PORT=$base SERVE_PORT=$((base + 6)) SECURE_PORT=$((base + 7))
   say "the default ports 10261/10267/10268 are taken; using $PROXY_PORT/$SERVE_PORT/$SECURE_PORT"
 fi
-NETFLAGS="--enable-dummy-if=false --enable-iptables=false"
+NETNS=""
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then NETNS=$(ip netns identify $$ 2>/dev/null || true); fi
+if [ -n "$NETNS" ]; then
+  # Root in a network namespace of its own (ip netns exec NAME make demo): the hub may
+  # create its dummy interface and iptables rules there without touching the host.
+  NETFLAGS=""
+else
+  NETFLAGS="--enable-dummy-if=false --enable-iptables=false"
+fi
 HUB_ARGS=(--server-addr="$APISERVER_URL" --node-name="$NODE"
   --bootstrap-mode=kubeletcertificate --kubelet-ca-file="$CA_FILE" --kubelet-client-certificate="$NODE_PEM"
   --root-dir="$DEMO_DIR/hub" --disk-cache-path="$DEMO_DIR/hub/openyurt-cache"
@@ -225,8 +233,30 @@ start_hub() {
   say "hub pid $HUB_PID ready in $(ms_since "$t0") ms (log $DEMO_DIR/hub.log)"
 }
 cmdline "bin/yurthub ${HUB_ARGS[*]} &"
-say "(--enable-dummy-if/--enable-iptables are off: this demo does not touch the host's network)"
+if [ -z "$NETNS" ]; then
+  say "(--enable-dummy-if/--enable-iptables are off: this demo does not touch the host's network;"
+  say " as root, 'ip netns add demo && ip netns exec demo ip link set lo up && ip netns exec demo make demo' turns them on)"
+fi
 start_hub
+if [ -n "$NETNS" ]; then
+  say "in network namespace $NETNS the hub sets up its iptables ACCEPT rules and a dummy interface (169.254.2.1) its proxy also listens on:"
+  show "iptables -S | grep -i yurthub | head -n 4" || fail "the hub's iptables rules"
+  for _ in $(seq 50); do
+    ip -br addr show yurthub-dummy0 2>/dev/null | grep -q 169.254.2.1 && break
+    grep -q "cannot ensure the dummy interface" "$DEMO_DIR/hub.log" && break
+    sleep 0.1
+  done
+  if ip -br addr show yurthub-dummy0 2>/dev/null | grep -q 169.254.2.1; then
+    show "ip -br addr show yurthub-dummy0" || true
+    wait_for 15 "the proxy on the dummy IP" "curl -sf -o /dev/null -A kubelet/v1.36.3 http://169.254.2.1:$PROXY_PORT/api/v1/namespaces/demo/configmaps/web-config"
+    show "curl -sSf -A kubelet/v1.36.3 http://169.254.2.1:$PROXY_PORT/api/v1/namespaces/demo/configmaps/web-config | grep -o '\"greeting\":\"[^\"]*\"'" || fail "proxy on the dummy IP"
+  elif grep -q "cannot ensure the dummy interface" "$DEMO_DIR/hub.log"; then
+    say "this kernel cannot create the dummy interface; the hub says why and keeps serving on its other addresses:"
+    show "grep 'cannot ensure the dummy interface' $DEMO_DIR/hub.log | head -n1 | cut -c1-240" || true
+  else
+    fail "neither a dummy interface yurthub-dummy0 nor the hub's reason for lacking one"
+  fi
+fi
 show curl -sS "$HUBSRV/v1/readyz" || fail "readyz"
 healthy() { curl -sf "$HUBSRV/metrics" | grep -q "^node_yurthub_server_healthy_status{server=\"$APISERVER_URL\"} $1"; }
 wait_for 30 "the hub to count the apiserver healthy" "healthy 1"

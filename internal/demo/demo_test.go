@@ -5,6 +5,7 @@ package demo
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,16 +18,43 @@ import (
 )
 
 func TestDemo(t *testing.T) {
+	runDemo(t, nil)
+}
+
+// TestDemoNetns runs the demo as root inside a network namespace of its own, where the
+// hub also sets up its iptables rules and dummy interface (demo.sh turns them on there).
+func TestDemoNetns(t *testing.T) {
+	testenv.RequireRoot(t)
+	ip := testenv.LookPath(t, "ip")
+	testenv.LookPath(t, "iptables")
+	name := fmt.Sprintf("yurthub-demo-%d", os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
+		testenv.Missing(t, "cannot create a network namespace: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(ip, "netns", "del", name).Run() })
+	if out, err := exec.Command(ip, "netns", "exec", name, ip, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in %s: %v: %s", name, err, out)
+	}
+	out := runDemo(t, []string{ip, "netns", "exec", name})
+	if !strings.Contains(out, "in network namespace "+name) {
+		t.Fatalf("demo.sh did not turn the hub's network setup on inside %s", name)
+	}
+}
+
+// runDemo runs demo.sh (behind the prefix command, if any) and returns its output.
+func runDemo(t *testing.T, prefix []string) string {
+	t.Helper()
 	if testing.Short() {
 		t.Log("-short: the demo starts a control plane; run without -short")
-		return
+		return ""
 	}
 	bash := testenv.LookPath(t, "bash")
 	testenv.LookPath(t, "curl")
 	testenv.LookPath(t, "make")
 	bins := testkube.BinDir(t)
 	script := filepath.Join(testenv.RepoRoot(t), "internal", "demo", "demo.sh")
-	cmd := exec.Command(bash, script)
+	argv := append(append([]string{}, prefix...), bash, script)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(),
 		"YURTHUB_KUBE_BIN_DIR="+bins,
 		"DEMO_DIR="+t.TempDir(),
@@ -48,6 +76,7 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(out.String(), "not yet:"); n > 0 {
 		t.Logf("%d demo steps report a feature that has not landed (\"not yet:\")", n)
 	}
+	return out.String()
 }
 
 // testWriter streams the script's output into the test log line by line.
