@@ -71,7 +71,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	deps := onlineDeps{Store: cache}
 	var local *localproxy.Handler
 	if cache != nil {
-		local, _ = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout})
+		var err error
+		local, err = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout})
+		if err != nil {
+			return fmt.Errorf("offline path: %w", err)
+		}
 		deps.Local = local
 	}
 	on, err := startOnline(ctx, cfg, log, hub, errc, deps)
