@@ -113,6 +113,12 @@ func rawBucket(tx *bolt.Tx, create bool, component string) (*bolt.Bucket, error)
 
 // PutObject stores one object (from a GET). An object whose resourceVersion is
 // lower than the stored copy's is refused with ErrStale; an equal one is a no-op.
+//
+// Most GETs through the hub return what is cached already (kubelet reads its node
+// and its pods again and again), so the comparison is made first in a read
+// transaction: an unchanged object costs no commit and no fsync. A changed one is
+// written through bbolt's Batch, which coalesces concurrent PutObject calls into
+// one commit; it still returns only once the object is on disk.
 func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
 	if err := checkObjectKey(k); err != nil {
 		return err
@@ -124,21 +130,45 @@ func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	key := schema.ObjectKey(k.Namespace, k.Name)
+	// compare says whether the stored copy makes this write stale (an error) or
+	// needless (done).
+	compare := func(b *bolt.Bucket) (done bool, err error) {
+		old := b.Get(key)
+		if old == nil {
+			return false, nil
+		}
+		_, rv, _, derr := schema.DecodeObject(old)
+		if derr != nil {
+			return false, nil // a damaged copy is overwritten
+		}
+		if o.ResourceVersion < rv {
+			return true, fmt.Errorf("%s: resourceVersion %d < cached %d: %w", k, o.ResourceVersion, rv, ErrStale)
+		}
+		return o.ResourceVersion == rv && o.ResourceVersion != 0, nil
+	}
+	var done bool
+	err = s.view(func(tx *bolt.Tx) error {
+		b, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		if b == nil {
+			return nil
+		}
+		var err error
+		done, err = compare(b)
+		return err
+	})
+	if err != nil || done {
+		return err
+	}
+	// Batch may run this function more than once (when another call in the same
+	// batch fails); it is idempotent, and compares again under the write lock.
+	return s.batch(func(tx *bolt.Tx) error {
 		b, err := objectsBucket(tx, true, k.Component, k.Resource)
 		if err != nil {
 			return err
 		}
-		key := schema.ObjectKey(k.Namespace, k.Name)
-		if old := b.Get(key); old != nil {
-			if _, rv, _, err := schema.DecodeObject(old); err == nil {
-				if o.ResourceVersion < rv {
-					return fmt.Errorf("%s: resourceVersion %d < cached %d: %w", k, o.ResourceVersion, rv, ErrStale)
-				}
-				if o.ResourceVersion == rv && o.ResourceVersion != 0 {
-					return nil
-				}
-			}
+		if done, err := compare(b); err != nil || done {
+			return err
 		}
 		return b.Put(key, schema.EncodeObject(enc, o.ResourceVersion, o.Data))
 	})

@@ -170,6 +170,7 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 	db, err = bolt.Open(s.path, 0o600, bopts)
 	if err == nil && !s.opts.ReadOnly {
 		db.AllocSize = allocSize
+		db.MaxBatchDelay = s.opts.MaxBatchDelay // PutObject's Batch, like the event group commit
 	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -287,6 +288,28 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err, s.path)
 	return s.db.Update(fn)
+}
+
+// batch is update through bbolt's Batch: concurrent calls share one commit. fn may
+// run more than once and must be idempotent; an error from one caller's fn is
+// returned to that caller only.
+func (s *Store) batch(fn func(*bolt.Tx) error) (err error) {
+	if s.opts.ReadOnly {
+		return fmt.Errorf("cache %s is open read-only", s.path)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err, s.path)
+	// fn may run on bbolt's batch goroutine, which gets the same fault handling
+	// (bbolt turns a panic in fn into that caller's error).
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		return fn(tx)
+	})
 }
 
 func recoverCorrupt(err *error, path string) {

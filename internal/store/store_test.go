@@ -489,3 +489,64 @@ func TestReadOnlyNeverMoves(t *testing.T) {
 		t.Fatalf("read-only open of a missing file: %v", err)
 	}
 }
+
+// txid is the id of the last committed write transaction.
+func txid(t *testing.T, s *Store) int {
+	t.Helper()
+	var id int
+	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// A GET that returns what is cached must not commit (no fsync per kubelet GET), a
+// stale one neither; concurrent changed objects share commits.
+func TestPutObjectCommits(t *testing.T) {
+	s := openTest(t, Options{MaxBatchDelay: 20 * time.Millisecond})
+	k := ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "p"}
+	if err := s.PutObject(ctx, k, obj("ns", "p", 5)); err != nil {
+		t.Fatal(err)
+	}
+	before := txid(t, s)
+	for i := 0; i < 10; i++ {
+		if err := s.PutObject(ctx, k, obj("ns", "p", 5)); err != nil {
+			t.Fatalf("same resourceVersion: %v", err)
+		}
+	}
+	if err := s.PutObject(ctx, k, obj("ns", "p", 4)); !errors.Is(err, ErrStale) {
+		t.Fatalf("older resourceVersion: %v, want ErrStale", err)
+	}
+	if after := txid(t, s); after != before {
+		t.Fatalf("unchanged and stale puts committed %d transactions, want 0", after-before)
+	}
+
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("c%d", i)
+			errs <- s.PutObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: name}, obj("ns", name, 3))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits := txid(t, s) - before
+	if commits >= n {
+		t.Fatalf("%d concurrent puts took %d commits, want them batched", n, commits)
+	}
+	for i := range n {
+		if _, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: fmt.Sprintf("c%d", i)}); err != nil {
+			t.Fatalf("batched put %d not stored: %v", i, err)
+		}
+	}
+	t.Logf("%d concurrent puts in %d commits", n, commits)
+}
