@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -161,7 +162,8 @@ func TestProxyAgainstAPIServer(t *testing.T) {
 
 	t.Run("upgrade", func(t *testing.T) {
 		// The apiserver serves watches over WebSocket (an HTTP/1.1 Upgrade): a real
-		// upgrade that needs no kubelet.
+		// upgrade that needs no kubelet, checked in both directions (the event
+		// reaches the client; the client's ping and close reach the apiserver).
 		ns := "default"
 		if _, err := admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "ws-probe"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -398,7 +400,10 @@ type wsEvent struct {
 }
 
 // websocketWatchFirstEvent opens a watch over WebSocket through the hub's plain port
-// with a hand-written RFC 6455 handshake and returns the first event frame.
+// with a hand-written RFC 6455 handshake and returns the first event frame. Then it
+// checks the other direction of the upgraded connection: a ping the client sends
+// must come back from the apiserver as a pong with the same payload, and a close
+// frame must end the stream.
 func websocketWatchFirstEvent(t *testing.T, hostport, path string) wsEvent {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", hostport, 5*time.Second)
@@ -418,36 +423,94 @@ func websocketWatchFirstEvent(t *testing.T, hostport, path string) wsEvent {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("websocket handshake: %s %s, want 101 Switching Protocols", resp.Status, b)
 	}
+	var ev wsEvent
 	for {
-		var hdr [2]byte
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		opcode, payload, err := readWSFrame(br)
+		if err != nil {
 			t.Fatalf("read websocket frame: %v", err)
-		}
-		opcode := hdr[0] & 0x0f
-		n := uint64(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			io.ReadFull(br, b[:])
-			n = uint64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			io.ReadFull(br, b[:])
-			n = binary.BigEndian.Uint64(b[:])
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.Fatalf("read websocket payload: %v", err)
 		}
 		if opcode != 1 && opcode != 2 {
 			continue // control frame
 		}
-		var ev wsEvent
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			t.Fatalf("websocket frame is not a watch event: %v: %s", err, payload)
 		}
-		return ev
+		break
 	}
+
+	// Client to server through the hub: ping, then close.
+	const ping = "yurthub-upgrade-ping"
+	if _, err := conn.Write(maskedWSFrame(0x9, []byte(ping))); err != nil {
+		t.Fatalf("send websocket ping: %v", err)
+	}
+	for {
+		opcode, payload, err := readWSFrame(br)
+		if err != nil {
+			t.Fatalf("waiting for the pong to a ping sent through the hub: %v", err)
+		}
+		if opcode == 0xA {
+			if string(payload) != ping {
+				t.Fatalf("pong payload %q, want %q", payload, ping)
+			}
+			break
+		}
+	}
+	if _, err := conn.Write(maskedWSFrame(0x8, []byte{0x03, 0xe8})); err != nil { // 1000: normal closure
+		t.Fatalf("send websocket close: %v", err)
+	}
+	for {
+		opcode, _, err := readWSFrame(br)
+		if errors.Is(err, io.EOF) || opcode == 0x8 {
+			break // the apiserver ended the watch
+		}
+		if err != nil {
+			t.Fatalf("after a close frame sent through the hub: %v, want the stream to end", err)
+		}
+	}
+	return ev
+}
+
+// readWSFrame reads one unmasked (server to client) WebSocket frame.
+func readWSFrame(br *bufio.Reader) (opcode byte, payload []byte, err error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	opcode = hdr[0] & 0x0f
+	n := uint64(hdr[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if n > 64<<20 {
+		return 0, nil, fmt.Errorf("websocket frame of %d bytes", n)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		return 0, nil, err
+	}
+	return opcode, payload, nil
+}
+
+// maskedWSFrame is a final client-to-server frame (clients must mask, RFC 6455 5.3)
+// with a payload of at most 125 bytes.
+func maskedWSFrame(opcode byte, payload []byte) []byte {
+	mask := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	f := []byte{0x80 | opcode, 0x80 | byte(len(payload)), mask[0], mask[1], mask[2], mask[3]}
+	for i, b := range payload {
+		f = append(f, b^mask[i%4])
+	}
+	return f
 }
 
 // The hub renews the node Lease every --heartbeat-interval-seconds only while kubelet
