@@ -22,6 +22,11 @@ type nodeNetwork struct {
 	done   chan struct{}
 }
 
+// linkKind is the kind of the interface the hub creates: dummy. This package's
+// tests set it to ifb, which this project's CI kernel has and which takes the same
+// code path, to run the whole daemon on a real link and address.
+var linkKind = network.DefaultLinkKind
+
 // startNetwork returns nil when --enable-dummy-if and --enable-iptables are both off.
 func startNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) *nodeNetwork {
 	if !cfg.EnableDummyIf && !cfg.EnableIPTables {
@@ -30,7 +35,7 @@ func startNetwork(ctx context.Context, cfg *config.Config, log *slog.Logger) *no
 	m, err := network.New(network.Config{
 		EnableLink:     cfg.EnableDummyIf,
 		LinkName:       cfg.DummyIfName,
-		LinkKind:       network.DefaultLinkKind,
+		LinkKind:       linkKind,
 		IP:             cfg.DummyIfIP,
 		EnableIPTables: cfg.EnableIPTables,
 		Ports:          []int{cfg.ProxyPort, cfg.ProxySecurePort},

@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/network"
 	"github.com/yurthub/yurthub/internal/testenv"
 )
 
@@ -71,7 +72,14 @@ func get(t *testing.T, u string) (int, string) {
 // that /metrics counts it as kind no_driver, and that the proxy keeps serving on its
 // other address; where dummy exists it asserts the interface carries the IP. Either
 // way the iptables rules are in place while it runs and gone after a clean shutdown.
-func TestDaemonNodeNetwork(t *testing.T) {
+func TestDaemonNodeNetwork(t *testing.T) { testDaemonNodeNetwork(t, network.DefaultLinkKind) }
+
+// TestDaemonNodeNetworkIFB is TestDaemonNodeNetwork with the interface of kind ifb,
+// which every kernel here has: the daemon creates it with the dummy IP, and its
+// proxy answers on that IP (what pods use), not only on --bind-proxy-address.
+func TestDaemonNodeNetworkIFB(t *testing.T) { testDaemonNodeNetwork(t, "ifb") }
+
+func testDaemonNodeNetwork(t *testing.T, kind string) {
 	if os.Getenv("YURTHUB_NETNS") != "1" {
 		testenv.RequireRoot(t)
 		unshare := testenv.LookPath(t, "unshare")
@@ -90,15 +98,20 @@ func TestDaemonNodeNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	hasDummy := true
-	probe := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "yh-probe"}}
+	var probe netlink.Link = &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "yh-probe"}}
+	if kind != network.DefaultLinkKind {
+		probe = &netlink.GenericLink{LinkAttrs: netlink.LinkAttrs{Name: "yh-probe"}, LinkType: kind}
+	}
 	if err := netlink.LinkAdd(probe); err != nil {
-		if !errors.Is(err, syscall.EOPNOTSUPP) {
-			t.Fatalf("probing for the dummy driver: %v", err)
+		if !errors.Is(err, syscall.EOPNOTSUPP) || kind != network.DefaultLinkKind {
+			t.Fatalf("probing for the %s driver: %v", kind, err)
 		}
 		hasDummy = false
 	} else {
 		_ = netlink.LinkDel(probe)
 	}
+	defer func(k string) { linkKind = k }(linkKind)
+	linkKind = kind
 
 	root := t.TempDir()
 	cfg := &config.Config{
@@ -170,8 +183,22 @@ func TestDaemonNodeNetwork(t *testing.T) {
 	_, metrics := get(t, base+"/metrics")
 	if hasDummy {
 		l, err := netlink.LinkByName(config.DefaultDummyIfName)
-		if err != nil || l.Type() != "dummy" {
-			t.Fatalf("no dummy interface %s: %v", config.DefaultDummyIfName, err)
+		if err != nil || l.Type() != kind {
+			t.Fatalf("no %s interface %s: %v", kind, config.DefaultDummyIfName, err)
+		}
+		// The proxy listens on the dummy IP too, as soon as it carries the address.
+		dummyURL := fmt.Sprintf("http://%s/api/v1/namespaces", net.JoinHostPort(config.DefaultDummyIfIP, fmt.Sprint(cfg.ProxyPort)))
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			code, body := get(t, dummyURL)
+			if code != 0 {
+				t.Logf("proxy on the dummy IP: GET %s -> %d", dummyURL, code)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the proxy does not answer on the dummy IP (%s): %s\nlog:\n%s", dummyURL, body, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	} else {
 		const words = "kernel has no dummy driver: load the dummy module (modprobe dummy) or run with --enable-dummy-if=false"
@@ -204,6 +231,11 @@ func TestDaemonNodeNetwork(t *testing.T) {
 	}
 	if _, err := netlink.LinkByName(config.DefaultDummyIfName); err == nil {
 		t.Errorf("a clean shutdown left %s behind", config.DefaultDummyIfName)
+	}
+	if hasDummy {
+		if code, _ := get(t, fmt.Sprintf("http://%s/", net.JoinHostPort(config.DefaultDummyIfIP, fmt.Sprint(cfg.ProxyPort)))); code != 0 {
+			t.Errorf("after a clean shutdown something still answers on the dummy IP")
+		}
 	}
 }
 
