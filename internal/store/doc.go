@@ -48,6 +48,8 @@
 // everything that returned nil is on disk; the file is never torn (bbolt's
 // copy-on-write meta pages). A caller that wants throughput buffers events while its
 // previous ApplyEvents call is in flight and passes them all in the next call.
+// PutObject compares in a read transaction first (an unchanged object commits
+// nothing) and writes a changed one through bbolt's Batch, fsync'd before it returns.
 //
 // # Reading
 //
