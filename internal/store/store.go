@@ -276,24 +276,24 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	return s.db.View(fn)
 }
 
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	if s.opts.ReadOnly {
-		return fmt.Errorf("cache %s is open read-only", s.path)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer recoverCorrupt(&err, s.path)
-	return s.db.Update(fn)
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	return s.write(s.db.Update, fn)
 }
 
 // batch is update through bbolt's Batch: concurrent calls share one commit. fn may
 // run more than once and must be idempotent; an error from one caller's fn is
-// returned to that caller only.
-func (s *Store) batch(fn func(*bolt.Tx) error) (err error) {
+// returned to that caller only. fn may run on bbolt's batch goroutine, which gets
+// the same fault handling (bbolt turns a panic in fn into that caller's error).
+func (s *Store) batch(fn func(*bolt.Tx) error) error {
+	return s.write(s.db.Batch, func(tx *bolt.Tx) error {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		return fn(tx)
+	})
+}
+
+// write runs fn through run (bbolt's Update or Batch), refusing on a read-only or
+// closed store and turning a bbolt panic into ErrCorrupt.
+func (s *Store) write(run func(func(*bolt.Tx) error) error, fn func(*bolt.Tx) error) (err error) {
 	if s.opts.ReadOnly {
 		return fmt.Errorf("cache %s is open read-only", s.path)
 	}
@@ -304,12 +304,7 @@ func (s *Store) batch(fn func(*bolt.Tx) error) (err error) {
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err, s.path)
-	// fn may run on bbolt's batch goroutine, which gets the same fault handling
-	// (bbolt turns a panic in fn into that caller's error).
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		return fn(tx)
-	})
+	return run(fn)
 }
 
 func recoverCorrupt(err *error, path string) {
