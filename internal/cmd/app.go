@@ -111,6 +111,7 @@ func runDaemon(c *cli.Context) error {
 		return err
 	}
 	log := logging.New(c.App.ErrWriter, cfg.LogFormat, cfg.Verbosity)
+	logging.RouteKlog(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go func() {
