@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/store"
 )
 
@@ -194,10 +194,10 @@ func Dump(ctx context.Context, w io.Writer, s *store.Store, o DumpOptions) error
 	return bw.Flush()
 }
 
-var protoSerializer = protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
+var protoSerializer = protobuf.NewSerializer(kubescheme.Scheme, kubescheme.Scheme)
 
 // decodeObject turns a stored object into a generic map: JSON as is, protobuf
-// through client-go's scheme (built-in types). A protobuf object of a kind the
+// through kubescheme.Scheme (built-in types). A protobuf object of a kind the
 // scheme does not know is shown with its identity and the raw bytes in base64.
 func decodeObject(k store.ObjectKey, o store.Object) (map[string]any, error) {
 	var raw []byte

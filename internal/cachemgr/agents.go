@@ -11,8 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
@@ -73,28 +74,84 @@ func (m *Manager) SetCacheAgents(value string) {
 	m.log.Info("cache agents set", slog.String(CacheAgentsKey, value), slog.Any("components", m.CacheAgents()))
 }
 
-// WatchConfigFromREST is WatchConfig with a clientset built from cfg (the hub's own
+// configCodecs knows core/v1 (and metav1's Status, WatchEvent): all the ConfigMap
+// watch decodes. A plain REST client over it, not client-go's typed clientset and
+// informer factory, which would link every API group's clients, informers and
+// apply configurations into the binary.
+var configCodecs = func() serializer.CodecFactory {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return serializer.NewCodecFactory(s)
+}()
+
+// newCoreV1Client is a REST client for the core v1 API over cfg (cfg is copied), set
+// up as client-go's typed CoreV1 client is.
+func newCoreV1Client(cfg *rest.Config) (*rest.RESTClient, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.APIPath = "/api"
+	cfg.NegotiatedSerializer = configCodecs.WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(cfg)
+}
+
+// WatchConfigFromREST is WatchConfig with a client built from cfg (the hub's own
 // upstream connection).
 func (m *Manager) WatchConfigFromREST(ctx context.Context, cfg *rest.Config) error {
-	cs, err := kubernetes.NewForConfig(rest.CopyConfig(cfg))
+	c, err := newCoreV1Client(cfg)
 	if err != nil {
 		return fmt.Errorf("cache agents: client for the %s/%s ConfigMap watch: %w", ConfigMapNamespace, ConfigMapName, err)
 	}
-	m.WatchConfig(ctx, cs)
+	m.WatchConfig(ctx, c)
 	return nil
+}
+
+// configMapListWatch lists and watches ConfigMap kube-system/yurt-hub-cfg alone
+// (field selector on its name) with the requests client-go's ConfigMap informer
+// makes: protobuf preferred, JSON accepted.
+func configMapListWatch(c rest.Interface) cache.ListerWatcher {
+	tweak := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ConfigMapName).String()
+	}
+	timeout := func(o *metav1.ListOptions) time.Duration {
+		if o.TimeoutSeconds != nil {
+			return time.Duration(*o.TimeoutSeconds) * time.Second
+		}
+		return 0
+	}
+	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		tweak(&o)
+		out := &corev1.ConfigMapList{}
+		err := c.Get().UseProtobufAsDefault().Namespace(ConfigMapNamespace).Resource("configmaps").
+			VersionedParams(&o, metav1.ParameterCodec).Timeout(timeout(&o)).Do(ctx).Into(out)
+		return out, err
+	}
+	watchFn := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		tweak(&o)
+		o.Watch = true
+		return c.Get().UseProtobufAsDefault().Namespace(ConfigMapNamespace).Resource("configmaps").
+			VersionedParams(&o, metav1.ParameterCodec).Timeout(timeout(&o)).Watch(ctx)
+	}
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListFunc:             func(o metav1.ListOptions) (runtime.Object, error) { return list(context.Background(), o) },
+		WatchFunc:            func(o metav1.ListOptions) (watch.Interface, error) { return watchFn(context.Background(), o) },
+		ListWithContextFunc:  list,
+		WatchFuncWithContext: watchFn,
+	}, c)
 }
 
 // WatchConfig starts an informer on ConfigMap kube-system/yurt-hub-cfg and applies
 // its cache_agents key live; a deleted ConfigMap puts the defaults back. It returns
-// at once; the informer stops with ctx. While the cloud is unreachable the setting
-// last seen stays in force.
-func (m *Manager) WatchConfig(ctx context.Context, cs kubernetes.Interface) {
-	f := informers.NewSharedInformerFactoryWithOptions(cs, 10*time.Minute,
-		informers.WithNamespace(ConfigMapNamespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ConfigMapName).String()
-		}))
-	inf := f.Core().V1().ConfigMaps().Informer()
+// at once; the informer stops with ctx. The informer relists and rewatches on its
+// own after errors (with backoff), and resyncs every 10 minutes. While the cloud is
+// unreachable the setting last seen stays in force.
+func (m *Manager) WatchConfig(ctx context.Context, c rest.Interface) {
+	inf := cache.NewSharedIndexInformerWithOptions(configMapListWatch(c), &corev1.ConfigMap{},
+		cache.SharedIndexInformerOptions{ResyncPeriod: 10 * time.Minute})
 	apply := func(obj any) {
 		cm, ok := obj.(*corev1.ConfigMap)
 		if !ok || cm.Name != ConfigMapName {
@@ -107,5 +164,5 @@ func (m *Manager) WatchConfig(ctx context.Context, cs kubernetes.Interface) {
 		UpdateFunc: func(_, obj any) { apply(obj) },
 		DeleteFunc: func(any) { m.SetCacheAgents("") },
 	})
-	f.Start(ctx.Done())
+	go inf.RunWithContext(ctx)
 }

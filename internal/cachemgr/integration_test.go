@@ -247,7 +247,9 @@ func runInformerScenario(t *testing.T, admin *rest.Config, name string, protobuf
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	hub.mgr.WatchConfig(ctx, cs)
+	if err := hub.mgr.WatchConfigFromREST(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "cache_agents applied", func() bool {
 		return hub.mgr.Cacheable(&requestinfo.Info{IsResourceRequest: true, Verb: "list", Resource: "widgets", Component: "widget-agent"})
 	})

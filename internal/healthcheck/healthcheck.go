@@ -40,7 +40,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -200,12 +201,71 @@ type backendProber struct {
 	c      *Checker
 	b      *loadbalancer.Backend
 	hc     *http.Client
-	leases interface {
-		Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
-		Create(ctx context.Context, l *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
-		Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+	leases leaseInterface
+	log    *slog.Logger
+}
+
+// leaseInterface is the part of a Lease client the heartbeat uses.
+type leaseInterface interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, l *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+}
+
+// leaseCodecs knows coordination.k8s.io/v1 (and metav1's Status): all the Lease
+// client decodes. A plain REST client over it, not client-go's typed clientset,
+// which would link every API group's clients, informers and apply configurations.
+var (
+	leaseScheme = func() *runtime.Scheme {
+		s := runtime.NewScheme()
+		if err := coordinationv1.AddToScheme(s); err != nil {
+			panic(err)
+		}
+		return s
+	}()
+	leaseCodecs = serializer.NewCodecFactory(leaseScheme)
+)
+
+// leaseClient does what client-go's typed Leases(kube-node-lease) client does, with
+// the same requests: protobuf preferred (JSON accepted), the options as query
+// parameters.
+type leaseClient struct{ c rest.Interface }
+
+// newLeaseClient is a Lease client for cfg (cfg is copied, not changed).
+func newLeaseClient(cfg *rest.Config) (*leaseClient, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.GroupVersion = &coordinationv1.SchemeGroupVersion
+	cfg.APIPath = "/apis"
+	cfg.NegotiatedSerializer = leaseCodecs.WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
 	}
-	log *slog.Logger
+	c, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &leaseClient{c: c}, nil
+}
+
+func (l *leaseClient) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
+	out := &coordinationv1.Lease{}
+	err := l.c.Get().UseProtobufAsDefault().Namespace(LeaseNamespace).Resource("leases").Name(name).
+		VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
+	return out, err
+}
+
+func (l *leaseClient) Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error) {
+	out := &coordinationv1.Lease{}
+	err := l.c.Post().UseProtobufAsDefault().Namespace(LeaseNamespace).Resource("leases").
+		VersionedParams(&opts, metav1.ParameterCodec).Body(lease).Do(ctx).Into(out)
+	return out, err
+}
+
+func (l *leaseClient) Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	out := &coordinationv1.Lease{}
+	err := l.c.Put().UseProtobufAsDefault().Namespace(LeaseNamespace).Resource("leases").Name(lease.Name).
+		VersionedParams(&opts, metav1.ParameterCodec).Body(lease).Do(ctx).Into(out)
+	return out, err
 }
 
 func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend, settled chan struct{}) {
@@ -213,12 +273,12 @@ func (c *Checker) runBackend(ctx context.Context, b *loadbalancer.Backend, settl
 	settle := func() { once.Do(func() { close(settled) }) }
 	rt := c.opts.NewBackendTransport()
 	p := &backendProber{c: c, b: b, hc: &http.Client{Transport: rt}, log: c.log.With(slog.String("server", b.String()))}
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: b.URL.String(), Transport: rt, UserAgent: "yurthub", QPS: -1})
+	leases, err := newLeaseClient(&rest.Config{Host: b.URL.String(), Transport: rt, UserAgent: "yurthub", QPS: -1})
 	if err != nil {
 		p.log.Error("health checker: cannot build a client for the backend", slog.Any("err", err))
 		return
 	}
-	p.leases = cs.CoordinationV1().Leases(LeaseNamespace)
+	p.leases = leases
 
 	var (
 		successes   int

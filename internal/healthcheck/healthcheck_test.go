@@ -2,13 +2,22 @@ package healthcheck
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/client-go/rest"
 
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
@@ -144,5 +153,115 @@ func TestSettled(t *testing.T) {
 				t.Fatalf("after Settled: healthy=%v, want %v", got, tc.healthy)
 			}
 		})
+	}
+}
+
+// TestRenewLease checks the Lease client's requests against a fake apiserver that
+// keeps one Lease: a missing Lease is created (POST), an existing one renewed (PUT)
+// with its resourceVersion, an error answer comes back as an API status.
+func TestRenewLease(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		stored  []byte // the Lease as last written, "" = none
+		reqs    []string
+		failGet atomic.Bool
+	)
+	const path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+	protoCodec := protobuf.NewSerializer(leaseScheme, leaseScheme)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		reqs = append(reqs, r.Method+" "+r.URL.Path)
+		if a := r.Header.Get("Accept"); a != "application/vnd.kubernetes.protobuf,application/json" {
+			t.Errorf("%s with Accept %q", r.Method, a)
+		}
+		if ua := r.Header.Get("User-Agent"); ua != "yurthub" {
+			t.Errorf("User-Agent %q", ua)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		status := func(code int, reason string) {
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":%q,"code":%d}`, reason, code)
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == path+"/n1":
+			if failGet.Load() {
+				status(http.StatusServiceUnavailable, "ServiceUnavailable")
+				return
+			}
+			if stored == nil {
+				status(http.StatusNotFound, "NotFound")
+				return
+			}
+			w.Write(stored)
+		case r.Method == http.MethodPost && r.URL.Path == path, r.Method == http.MethodPut && r.URL.Path == path+"/n1":
+			// Protobuf, as client-go's typed clients send.
+			if ct := r.Header.Get("Content-Type"); ct != "application/vnd.kubernetes.protobuf" {
+				t.Errorf("%s with Content-Type %q", r.Method, ct)
+			}
+			var l coordinationv1.Lease
+			if _, _, err := protoCodec.Decode(body, nil, &l); err != nil {
+				t.Errorf("%s body: %v", r.Method, err)
+			}
+			if l.APIVersion != "coordination.k8s.io/v1" || l.Kind != "Lease" || l.Name != "n1" {
+				t.Errorf("%s body names %s %s %s", r.Method, l.APIVersion, l.Kind, l.Name)
+			}
+			if r.Method == http.MethodPut && l.ResourceVersion != "7" {
+				t.Errorf("PUT without the resourceVersion read: %q", l.ResourceVersion)
+			}
+			l.ResourceVersion = "7"
+			stored, _ = json.Marshal(&l)
+			w.WriteHeader(http.StatusCreated)
+			w.Write(stored)
+		default:
+			status(http.StatusMethodNotAllowed, "MethodNotAllowed")
+		}
+	}))
+	defer srv.Close()
+
+	u, _ := url.Parse(srv.URL)
+	lb, err := loadbalancer.New([]*url.URL{u}, loadbalancer.Options{Mode: config.LBModeRoundRobin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(lb, nil, Options{NodeName: "n1"})
+	leases, err := newLeaseClient(&rest.Config{Host: srv.URL, UserAgent: "yurthub", QPS: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &backendProber{c: c, leases: leases, log: c.log}
+	ctx := context.Background()
+
+	if err := p.renewLease(ctx); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	var first coordinationv1.Lease
+	if err := json.Unmarshal(stored, &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Namespace != LeaseNamespace || *first.Spec.HolderIdentity != "n1" || *first.Spec.LeaseDurationSeconds != leaseDurationSeconds || first.Spec.RenewTime == nil {
+		t.Fatalf("created lease: %+v", first)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if err := p.renewLease(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	var second coordinationv1.Lease
+	if err := json.Unmarshal(stored, &second); err != nil {
+		t.Fatal(err)
+	}
+	if !second.Spec.RenewTime.After(first.Spec.RenewTime.Time) {
+		t.Fatalf("renewTime not moved on: %v then %v", first.Spec.RenewTime, second.Spec.RenewTime)
+	}
+	want := []string{"GET " + path + "/n1", "POST " + path, "GET " + path + "/n1", "PUT " + path + "/n1"}
+	if fmt.Sprint(reqs) != fmt.Sprint(want) {
+		t.Fatalf("requests %v, want %v", reqs, want)
+	}
+
+	failGet.Store(true)
+	err = p.renewLease(ctx)
+	if !apierrors.IsServiceUnavailable(err) || !isReachabilityError(err) {
+		t.Fatalf("a 503 on GET: %v (reachability error: %v)", err, isReachabilityError(err))
 	}
 }

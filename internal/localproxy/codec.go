@@ -10,15 +10,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/yurthub/yurthub/internal/kubescheme"
+	"github.com/yurthub/yurthub/internal/store"
 	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
-	"github.com/yurthub/yurthub/internal/store"
 )
 
 // Media types the local proxy answers with.
@@ -47,14 +46,14 @@ func (f format) contentType() string {
 var protoMagic = []byte{'k', '8', 's', 0}
 
 var (
-	scheme   = clientgoscheme.Scheme
+	scheme   = kubescheme.Scheme
 	protoSer = protobuf.NewSerializer(scheme, scheme)
 
 	kindsOnce sync.Once
 	kinds     map[schema.GroupVersionResource]string // built-in resource => kind
 )
 
-// builtinKind returns the kind of a built-in resource (client-go's scheme), guessed
+// builtinKind returns the kind of a built-in resource (kubescheme.Scheme), guessed
 // from the kind names the way the apiserver's RESTMapper pluralizes them.
 func builtinKind(gvr schema.GroupVersionResource) (string, bool) {
 	kindsOnce.Do(func() {

@@ -179,7 +179,7 @@ func gvrOf(info *requestinfo.Info) schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource}
 }
 
-// kindOf resolves the kind of the request's resource: client-go's scheme for
+// kindOf resolves the kind of the request's resource: kubescheme.Scheme for
 // built-in types, else the component's cached discovery of the group version
 // (CRDs), else "" (then the first cached item's kind is used where there is one).
 func (h *Handler) kindOf(ctx context.Context, info *requestinfo.Info) (gvk schema.GroupVersionKind, builtin bool) {
