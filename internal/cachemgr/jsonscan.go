@@ -1,73 +1,108 @@
 package cachemgr
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
 
 // A small scanner for the few fields the cache reads from one JSON object that
-// encoding/json has already validated (json.Decoder hands out only well-formed
-// values): it skips everything else without decoding it, which is several times
-// faster than json.Unmarshal into a struct (no second validation pass, no
-// reflection, no allocation for skipped values).
+// has already been validated (by jsonStream, see jsonstream.go): it skips
+// everything else without decoding it (no reflection, no allocation for skipped
+// values). It assumes valid input; on anything else it returns errJSONScan or
+// reads garbage, never more than the slice (and parseJSONObject turns a panic
+// into an error).
 
 var errJSONScan = errors.New("malformed JSON object")
 
+// jsonFields are the fields read; they point into the scanned bytes (or a fresh
+// unescaped copy), so reading them allocates nothing.
 type jsonFields struct {
-	kind, apiVersion                 string
-	name, namespace, resourceVersion string
-	initialEventsEnd                 bool
-	nodeName                         string
+	kind, apiVersion, resourceVersion []byte
+	name, namespace, nodeName         []byte
+	initialEventsEnd                  bool
 }
 
 // scanJSONObject reads kind, apiVersion, metadata.{name,namespace,resourceVersion},
 // metadata.annotations[k8s.io/initial-events-end] and, when pod, spec.nodeName.
+// Keys match exactly; when a key repeats the last one wins; a field whose value is
+// not a string is ignored (and an object that is not an object is skipped).
 func scanJSONObject(b []byte, pod bool, f *jsonFields) error {
 	s := jsonScanner{b: b}
-	return s.object(func(key []byte) error {
+	ok, err := s.enter()
+	for ok && err == nil {
+		var key []byte
+		if key, ok, err = s.key(); !ok || err != nil {
+			break
+		}
 		switch string(key) {
 		case "kind":
-			return s.str(&f.kind)
+			err = s.raw(&f.kind)
 		case "apiVersion":
-			return s.str(&f.apiVersion)
+			err = s.raw(&f.apiVersion)
 		case "metadata":
-			return s.object(func(key []byte) error {
-				switch string(key) {
-				case "name":
-					return s.str(&f.name)
-				case "namespace":
-					return s.str(&f.namespace)
-				case "resourceVersion":
-					return s.str(&f.resourceVersion)
-				case "annotations":
-					return s.object(func(key []byte) error {
-						if string(key) == "k8s.io/initial-events-end" {
-							var v string
-							if err := s.str(&v); err != nil {
-								return err
-							}
-							f.initialEventsEnd = v == "true"
-							return nil
-						}
-						return s.skip()
-					})
-				}
-				return s.skip()
-			})
+			err = s.metadata(f)
 		case "spec":
 			if !pod {
-				return s.skip()
+				err = s.skip()
+				break
 			}
-			return s.object(func(key []byte) error {
-				if string(key) == "nodeName" {
-					return s.str(&f.nodeName)
+			var in bool
+			in, err = s.enter()
+			for in && err == nil {
+				var k []byte
+				if k, in, err = s.key(); !in || err != nil {
+					break
 				}
-				return s.skip()
-			})
+				if string(k) == "nodeName" {
+					err = s.raw(&f.nodeName)
+				} else {
+					err = s.skip()
+				}
+			}
+		default:
+			err = s.skip()
 		}
-		return s.skip()
-	})
+	}
+	return err
+}
+
+func (s *jsonScanner) metadata(f *jsonFields) error {
+	ok, err := s.enter()
+	for ok && err == nil {
+		var key []byte
+		if key, ok, err = s.key(); !ok || err != nil {
+			break
+		}
+		switch string(key) {
+		case "name":
+			err = s.raw(&f.name)
+		case "namespace":
+			err = s.raw(&f.namespace)
+		case "resourceVersion":
+			err = s.raw(&f.resourceVersion)
+		case "annotations":
+			var in bool
+			in, err = s.enter()
+			for in && err == nil {
+				var k []byte
+				if k, in, err = s.key(); !in || err != nil {
+					break
+				}
+				if string(k) == "k8s.io/initial-events-end" {
+					var v []byte
+					if err = s.raw(&v); err == nil {
+						f.initialEventsEnd = string(v) == "true"
+					}
+				} else {
+					err = s.skip()
+				}
+			}
+		default:
+			err = s.skip()
+		}
+	}
+	return err
 }
 
 type jsonScanner struct {
@@ -118,9 +153,9 @@ func (s *jsonScanner) object(fn func(key []byte) error) error {
 			return err
 		}
 		key := s.b[start+1 : s.i-1]
-		var unq string
 		if hasBackslash(key) {
-			if err := json.Unmarshal(s.b[start:s.i], &unq); err != nil {
+			unq, err := unquoteJSON(s.b[start:s.i])
+			if err != nil {
 				return err
 			}
 			key = []byte(unq)
@@ -159,7 +194,75 @@ func (s *jsonScanner) str(out *string) error {
 		*out = string(raw)
 		return nil
 	}
-	return json.Unmarshal(s.b[start:s.i], out)
+	v, err := unquoteJSON(s.b[start:s.i])
+	*out = v
+	return err
+}
+
+// enter moves into an object value: true when the value is an object (its '{'
+// consumed), false when it was something else (skipped; null is an empty object).
+func (s *jsonScanner) enter() (bool, error) {
+	if s.peek() == '{' {
+		s.i++
+		return true, nil
+	}
+	return false, s.skip()
+}
+
+// key returns the next key of an object entered with enter, the scanner then on
+// its value; false after the closing '}' (consumed).
+func (s *jsonScanner) key() ([]byte, bool, error) {
+	c := s.peek()
+	if c == ',' {
+		s.i++
+		c = s.peek()
+	}
+	if c == '}' {
+		s.i++
+		return nil, false, nil
+	}
+	if c != '"' {
+		return nil, false, errJSONScan
+	}
+	start := s.i
+	if err := s.skipString(); err != nil {
+		return nil, false, err
+	}
+	key := s.b[start+1 : s.i-1]
+	if hasBackslash(key) {
+		unq, err := unquoteJSON(s.b[start:s.i])
+		if err != nil {
+			return nil, false, err
+		}
+		key = []byte(unq)
+	}
+	if s.peek() != ':' {
+		return nil, false, errJSONScan
+	}
+	s.i++
+	s.ws()
+	return key, true, nil
+}
+
+// raw is str into a slice of the scanned bytes (unescaped into a copy if needed).
+func (s *jsonScanner) raw(out *[]byte) error {
+	if s.peek() != '"' {
+		return s.skip()
+	}
+	start := s.i
+	if err := s.skipString(); err != nil {
+		return err
+	}
+	v := s.b[start+1 : s.i-1]
+	if hasBackslash(v) {
+		unq, err := unquoteJSON(s.b[start:s.i])
+		if err != nil {
+			return err
+		}
+		v = []byte(unq)
+	}
+	*out = v
+	return nil
 }
 
 func hasBackslash(b []byte) bool {
@@ -174,6 +277,7 @@ func hasBackslash(b []byte) bool {
 // skipString moves past a string starting at s.i (on the opening quote).
 func (s *jsonScanner) skipString() error {
 	s.i++
+	s.i += plainRun(s.b[s.i:], false)
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case '\\':
@@ -183,9 +287,37 @@ func (s *jsonScanner) skipString() error {
 			return nil
 		default:
 			s.i++
+			s.i += plainRun(s.b[s.i:], false)
 		}
 	}
 	return errJSONScan
+}
+
+// SWAR constants: one in every byte, the top bit of every byte.
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+// plainRun returns how many leading bytes of b are surely not '"' or '\\' (nor,
+// when ctl, a control character below 0x20), 8 bytes at a time: the caller goes
+// on byte by byte from there. (x-lo)&^x&hi is non-zero iff x has a zero byte;
+// (x-n*lo)&^x&hi iff x has a byte below n (n <= 128).
+func plainRun(b []byte, ctl bool) int {
+	j := 0
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		q := x ^ ('"' * swarLo)
+		e := x ^ ('\\' * swarLo)
+		t := ((q - swarLo) &^ q) | ((e - swarLo) &^ e)
+		if ctl {
+			t |= (x - 0x20*swarLo) &^ x
+		}
+		if t&swarHi != 0 {
+			break
+		}
+	}
+	return j
 }
 
 // skip moves past one value.
