@@ -71,7 +71,7 @@ func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) erro
 	if body[0] != '{' {
 		return errors.New("decode JSON object: not a JSON object")
 	}
-	return parseJSONObject(body, raw, kindPrefix(kind, apiVersion), pod, it)
+	return parseJSONObject(body, nil, raw, kindPrefix(kind, apiVersion), pod, it)
 }
 
 // kindPrefix is the start of an item of a typed list as a GET returns it:
@@ -89,18 +89,27 @@ func kindPrefix(kind, apiVersion string) []byte {
 }
 
 // parseJSONObject fills it from obj, a validated JSON object without surrounding
-// whitespace. The stored bytes are own, or a copy of obj when own is nil (obj is
+// whitespace, whose members are sp when the stream recorded them (nil: scan obj).
+// The stored bytes are own, or a copy of obj when own is nil (obj is
 // then borrowed from a read buffer), or prefix + obj's members when obj has no
 // kind. A panic while scanning is returned as an error: a malformed object must
 // never take the proxy down.
-func parseJSONObject(obj, own, prefix []byte, pod bool, it *item) (err error) {
+func parseJSONObject(obj []byte, sp *jsonSpans, own, prefix []byte, pod bool, it *item) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("decode JSON object: scanner panic: %v", r)
 		}
 	}()
+	if testScanHook != nil {
+		testScanHook()
+	}
 	var f jsonFields
-	if err := scanJSONObjectFn(obj, pod, &f); err != nil {
+	if sp != nil {
+		err = scanJSONSpans(obj, sp, pod, &f)
+	} else {
+		err = scanJSONObject(obj, pod, &f)
+	}
+	if err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
 	rv, err := parseRVBytes(f.resourceVersion)
@@ -128,8 +137,9 @@ func parseJSONObject(obj, own, prefix []byte, pod bool, it *item) (err error) {
 	return nil
 }
 
-// scanJSONObjectFn is scanJSONObject; a test replaces it to check the panic guard.
-var scanJSONObjectFn = scanJSONObject
+// testScanHook, when set by a test, runs before an object is scanned (to check
+// the panic guard).
+var testScanHook func()
 
 // parseRVBytes is parseRV without converting the common case to a string.
 func parseRVBytes(b []byte) (uint64, error) {
@@ -265,15 +275,17 @@ func decodeJSONItems(s *jsonStream, pod bool, maxItem int, prefix []byte, sink l
 		return nil
 	}
 	var it item // reused: sink copies what it keeps
+	var sp jsonSpans
 	for n := 0; ; n++ {
-		raw, err := s.capture(maxItem)
+		raw, spans, err := s.captureSpans(maxItem, 2)
 		if err != nil {
 			return fmt.Errorf("list item %d: %w", n, err)
 		}
 		if raw[0] != '{' {
 			return fmt.Errorf("list item %d: not a JSON object", n)
 		}
-		if err := parseJSONObject(raw, nil, prefix, pod, &it); err != nil {
+		sp.spans = spans
+		if err := parseJSONObject(raw, &sp, nil, prefix, pod, &it); err != nil {
 			return fmt.Errorf("list item %d: %w", n, err)
 		}
 		if err := sink.add(&it); err != nil {
@@ -390,45 +402,45 @@ func (d *jsonWatchDecoder) next(ev *watchEvent) error {
 	if _, err := d.s.peek(); err != nil {
 		return err
 	}
-	raw, err := d.s.capture(d.max)
+	raw, spans, err := d.s.captureSpans(d.max, 3)
 	if err != nil {
 		return fmt.Errorf("watch event: %w", err)
 	}
 	if raw[0] != '{' {
 		return errors.New("watch event: not a JSON object")
 	}
-	var obj []byte
 	ev.typ = ""
-	sc := jsonScanner{b: raw}
-	err = sc.object(func(key []byte) error {
+	var obj jsonSpan
+	haveObj := false
+	first, objFirst, objEnd := 0, 0, 0
+	ek := jsonSpans{spans: spans}
+	for i, m := range spans {
+		if m.depth != 1 {
+			continue
+		}
+		key, err := ek.key(raw, m)
+		if err != nil {
+			return fmt.Errorf("watch event: %w", err)
+		}
 		switch string(key) {
 		case "type":
-			start := sc.i
-			if err := sc.skip(); err != nil {
-				return err
+			if err := jsonEventType(raw[m.vs:m.ve], &ev.typ); err != nil {
+				return fmt.Errorf("watch event type: %w", err)
 			}
-			return jsonEventType(raw[start:sc.i], &ev.typ)
 		case "object":
-			start := sc.i
-			if err := sc.skip(); err != nil {
-				return err
-			}
-			obj = raw[start:sc.i]
-			return nil
+			obj, haveObj, objFirst, objEnd = m, true, first, i
 		}
-		return sc.skip()
-	})
-	if err != nil {
-		return fmt.Errorf("watch event: %w", err)
+		first = i + 1
 	}
 	if ev.typ == "ERROR" {
 		ev.it = item{}
 		return nil
 	}
-	if len(obj) == 0 || obj[0] != '{' {
+	if !haveObj || raw[obj.vs] != '{' {
 		return fmt.Errorf("watch event %q: object is not a JSON object", ev.typ)
 	}
-	return parseJSONObject(obj, nil, nil, d.pod, &ev.it)
+	sp := jsonSpans{spans: spans[objFirst:objEnd], off: obj.vs, dd: 1}
+	return parseJSONObject(raw[obj.vs:obj.ve], &sp, nil, nil, d.pod, &ev.it)
 }
 
 // ---- protobuf ----

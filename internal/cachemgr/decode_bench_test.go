@@ -94,4 +94,3 @@ func BenchmarkDecodeWatch(b *testing.B) {
 		}
 	}
 }
-

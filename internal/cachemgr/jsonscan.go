@@ -29,80 +29,160 @@ type jsonFields struct {
 // not a string is ignored (and an object that is not an object is skipped).
 func scanJSONObject(b []byte, pod bool, f *jsonFields) error {
 	s := jsonScanner{b: b}
+	lv := lvTop
+	if pod {
+		lv = lvTopPod
+	}
+	return s.members(lv, f)
+}
+
+// Which object's members a scanner reads.
+const (
+	lvTop    = iota // the object itself
+	lvTopPod        // the object itself, a pod
+	lvMeta          // metadata
+	lvSpec          // a pod's spec
+	lvAnno          // metadata.annotations
+)
+
+// members walks an object value (anything else is skipped), reading each member
+// as one of level lv.
+func (s *jsonScanner) members(lv int, f *jsonFields) error {
 	ok, err := s.enter()
 	for ok && err == nil {
 		var key []byte
 		if key, ok, err = s.key(); !ok || err != nil {
 			break
 		}
-		switch string(key) {
-		case "kind":
-			err = s.raw(&f.kind)
-		case "apiVersion":
-			err = s.raw(&f.apiVersion)
-		case "metadata":
-			err = s.metadata(f)
-		case "spec":
-			if !pod {
-				err = s.skip()
-				break
-			}
-			var in bool
-			in, err = s.enter()
-			for in && err == nil {
-				var k []byte
-				if k, in, err = s.key(); !in || err != nil {
-					break
-				}
-				if string(k) == "nodeName" {
-					err = s.raw(&f.nodeName)
-				} else {
-					err = s.skip()
-				}
-			}
-		default:
-			err = s.skip()
-		}
+		err = s.member(lv, key, f)
 	}
 	return err
 }
 
-func (s *jsonScanner) metadata(f *jsonFields) error {
-	ok, err := s.enter()
-	for ok && err == nil {
-		var key []byte
-		if key, ok, err = s.key(); !ok || err != nil {
-			break
+// member reads the value of member key of an object of level lv.
+func (s *jsonScanner) member(lv int, key []byte, f *jsonFields) error {
+	switch lv {
+	case lvTop, lvTopPod:
+		switch string(key) {
+		case "kind":
+			return s.raw(&f.kind)
+		case "apiVersion":
+			return s.raw(&f.apiVersion)
+		case "metadata":
+			return s.members(lvMeta, f)
+		case "spec":
+			if lv == lvTopPod {
+				return s.members(lvSpec, f)
+			}
 		}
+	case lvSpec:
+		if string(key) == "nodeName" {
+			return s.raw(&f.nodeName)
+		}
+	case lvMeta:
 		switch string(key) {
 		case "name":
-			err = s.raw(&f.name)
+			return s.raw(&f.name)
 		case "namespace":
-			err = s.raw(&f.namespace)
+			return s.raw(&f.namespace)
 		case "resourceVersion":
-			err = s.raw(&f.resourceVersion)
+			return s.raw(&f.resourceVersion)
 		case "annotations":
-			var in bool
-			in, err = s.enter()
-			for in && err == nil {
-				var k []byte
-				if k, in, err = s.key(); !in || err != nil {
-					break
-				}
-				if string(k) == "k8s.io/initial-events-end" {
-					var v []byte
-					if err = s.raw(&v); err == nil {
-						f.initialEventsEnd = string(v) == "true"
-					}
-				} else {
-					err = s.skip()
-				}
+			return s.members(lvAnno, f)
+		}
+	case lvAnno:
+		if string(key) == "k8s.io/initial-events-end" {
+			var v []byte
+			if err := s.raw(&v); err != nil {
+				return err
 			}
-		default:
-			err = s.skip()
+			f.initialEventsEnd = string(v) == "true"
+			return nil
 		}
 	}
-	return err
+	return s.skip()
+}
+
+// jsonSpans are the members a jsonStream recorded while validating an object
+// (see jsonSpan): offsets minus off index the object's bytes, depth minus dd is
+// the depth relative to the object (1: its own members).
+type jsonSpans struct {
+	spans   []jsonSpan
+	off, dd int32
+}
+
+func (sp *jsonSpans) key(b []byte, m jsonSpan) ([]byte, error) {
+	raw := b[m.ks-sp.off : m.ke-sp.off]
+	key := raw[1 : len(raw)-1]
+	if !hasBackslash(key) {
+		return key, nil
+	}
+	unq, err := unquoteJSON(raw)
+	return []byte(unq), err
+}
+
+// readMember reports whether member key of an object of level lv is read.
+func readMember(lv int, key []byte) bool {
+	switch string(key) {
+	case "name", "namespace", "resourceVersion", "annotations":
+		return lv == lvMeta
+	case "nodeName":
+		return lv == lvSpec
+	}
+	return false
+}
+
+// scanJSONSpans is scanJSONObject over the members recorded while b was
+// validated (depth 1 and 2): only the values of the fields read are looked at,
+// the rest (status, managedFields, containers) is not walked again.
+func scanJSONSpans(b []byte, sp *jsonSpans, pod bool, f *jsonFields) error {
+	first := 0 // the first span not yet attributed to a member
+	for i, m := range sp.spans {
+		if m.depth-sp.dd != 1 {
+			continue
+		}
+		kids := sp.spans[first:i] // everything nested in this member's value
+		first = i + 1
+		key, err := sp.key(b, m)
+		if err != nil {
+			return err
+		}
+		var lv int
+		switch string(key) {
+		case "metadata":
+			lv = lvMeta
+		case "spec":
+			if !pod {
+				continue
+			}
+			lv = lvSpec
+		case "kind", "apiVersion":
+			s := jsonScanner{b: b[:m.ve-sp.off], i: int(m.vs - sp.off)}
+			if err := s.member(lvTop, key, f); err != nil {
+				return err
+			}
+			continue
+		default:
+			continue // not read: its value is not walked
+		}
+		for _, k := range kids {
+			if k.depth-sp.dd != 2 {
+				continue
+			}
+			ck, err := sp.key(b, k)
+			if err != nil {
+				return err
+			}
+			if !readMember(lv, ck) {
+				continue
+			}
+			s := jsonScanner{b: b[:k.ve-sp.off], i: int(k.vs - sp.off)}
+			if err := s.member(lv, ck, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type jsonScanner struct {

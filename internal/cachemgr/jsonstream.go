@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 )
 
 // jsonStream is a single-pass validating JSON reader over an io.Reader, used to
@@ -42,6 +43,9 @@ type jsonStream struct {
 	limit int   // size limit of the value being captured
 	rerr  error // sticky read error (io.EOF at the end)
 	stack []byte
+
+	spanDepth int // record the members of objects this deep in a captured value
+	spans     []jsonSpan
 }
 
 func newJSONStream(r io.Reader) *jsonStream {
@@ -262,9 +266,14 @@ const (
 
 // value validates one value starting at the next non-space byte and leaves pos
 // just after it. It blocks in fill for more input, so all of its state is local.
+// While capturing with spanDepth > 0 it records the members of the objects at
+// depth 1 to spanDepth of the value (see jsonSpan).
 func (s *jsonStream) value() error {
-	stack := s.stack[:0]
-	defer func() { s.stack = stack[:0] }()
+	stack, spans := s.stack[:0], s.spans
+	defer func() { s.stack, s.spans = stack[:0], spans }()
+	var pend [maxSpanDepth + 1]jsonSpan // the member being read at each depth
+	var want [maxSpanDepth + 1]bool     // whether its value's members are recorded
+	rec := s.spanDepth                  // record members of objects at stack depth 1..rec
 	st := stValue
 	for {
 		if st == stAfter && len(stack) == 0 {
@@ -287,11 +296,18 @@ func (s *jsonStream) value() error {
 				s.pos++
 				stack = stack[:len(stack)-1]
 				st = stAfter
+				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
+					spans = append(spans, pend[d])
+				}
 				continue
 			}
 			st = stValue
 			fallthrough
 		case stValue:
+			if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+				pend[d].vs = int32(s.pos - s.mark)
+			}
 			switch {
 			case c == '{' || c == '[':
 				if len(stack) >= jsonMaxDepth {
@@ -330,19 +346,36 @@ func (s *jsonStream) value() error {
 				return s.syntax("%s looking for the beginning of a value", quoteByte(c))
 			}
 			st = stAfter
+			if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+				pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
+				spans = append(spans, pend[d])
+			}
 		case stObjFirst, stKey:
 			if c == '}' && st == stObjFirst {
 				s.pos++
 				stack = stack[:len(stack)-1]
 				st = stAfter
+				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
+					spans = append(spans, pend[d])
+				}
 				continue
 			}
 			if c != '"' {
 				return s.syntax("%s looking for the beginning of an object key", quoteByte(c))
 			}
+			d := len(stack)
+			r := d <= rec && wanted(&want, d)
+			if r {
+				pend[d].ks = int32(s.pos - s.mark)
+			}
 			s.pos++
 			if err := s.stringBody(); err != nil {
 				return err
+			}
+			if r {
+				pend[d].ke = int32(s.pos - s.mark)
+				want[d] = spanParent(s.buf[s.mark+int(pend[d].ks)+1 : s.pos-1])
 			}
 			st = stColon
 		case stColon:
@@ -364,6 +397,10 @@ func (s *jsonStream) value() error {
 			case c == '}' && top == '{', c == ']' && top == '[':
 				s.pos++
 				stack = stack[:len(stack)-1]
+				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
+					spans = append(spans, pend[d])
+				}
 			default:
 				if top == '{' {
 					return s.syntax("%s after an object value", quoteByte(c))
@@ -372,6 +409,51 @@ func (s *jsonStream) value() error {
 			}
 		}
 	}
+}
+
+// maxSpanDepth bounds spanDepth.
+const maxSpanDepth = 3
+
+// wanted reports whether the members at depth d are recorded: all the members
+// they are nested in are spanParent.
+func wanted(want *[maxSpanDepth + 1]bool, d int) bool {
+	for j := 1; j < d; j++ {
+		if !want[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// spanParent reports whether the members of a member named key (raw, between
+// the quotes) are recorded: only those of the members the cache reads fields
+// from (a watch event's object, metadata, spec); the others are validated and
+// left alone. An escaped key is recorded, to be compared once unquoted.
+func spanParent(key []byte) bool {
+	switch string(key) {
+	case "object", "metadata", "spec":
+		return true
+	}
+	return hasBackslash(key)
+}
+
+// jsonSpan is one member of an object inside a captured value, as offsets from
+// the value's first byte: the key from its opening quote (ks) to after its closing
+// quote (ke), the value from vs to ve. depth is the object's nesting (1: a member
+// of the captured object itself). Spans are recorded in the order members end, so
+// a member's nested members come before it. Offsets fit in int32: captureSpans
+// bounds the value to 2 GiB.
+type jsonSpan struct {
+	depth, ks, ke, vs, ve int32
+}
+
+// captureSpans is capture that also returns the members of the objects nested at
+// most depth deep in the value (valid until the next call on s).
+func (s *jsonStream) captureSpans(limit, depth int) ([]byte, []jsonSpan, error) {
+	s.spans, s.spanDepth = s.spans[:0], depth
+	v, err := s.capture(min(limit, math.MaxInt32))
+	s.spanDepth = 0
+	return v, s.spans, err
 }
 
 // stringBody moves past a string whose opening quote has been consumed.

@@ -321,14 +321,18 @@ func TestJSONWatchErrors(t *testing.T) {
 
 // A panic while scanning an object is an error, not a crash of the proxy path.
 func TestParseJSONItemPanicGuard(t *testing.T) {
-	defer func(f func([]byte, bool, *jsonFields) error) { scanJSONObjectFn = f }(scanJSONObjectFn)
-	scanJSONObjectFn = func([]byte, bool, *jsonFields) error { panic("boom") }
+	testScanHook = func() { panic("boom") }
+	defer func() { testScanHook = nil }()
 	var it item
 	if err := parseJSONItem([]byte(`{"metadata":{"name":"a"}}`), "", "", false, &it); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := decodeJSONList(strings.NewReader(`{"items":[{}]}`), false, 100, &collectSink{}); err == nil {
-		t.Fatal("list: no error")
+	if _, err := decodeJSONList(strings.NewReader(`{"items":[{}]}`), false, 100, &collectSink{}); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("list: err = %v", err)
+	}
+	var ev watchEvent
+	if err := newJSONWatchDecoder(strings.NewReader(`{"type":"ADDED","object":{}}`), false, 100).next(&ev); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("watch: err = %v", err)
 	}
 }
 
@@ -391,4 +395,35 @@ func FuzzJSONDecode(f *testing.F) {
 			t.Fatalf("watch: %v %q\nreference %v %q", w.err, w.events, rw.err, rw.events)
 		}
 	})
+}
+
+// Reading the fields through the recorded members gives what the scanner reads.
+func TestScanJSONSpansAgreesWithScanner(t *testing.T) {
+	inputs := []string{
+		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
+		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
+		`{"spec":"not an object","metadata":null,"kind":"X"}`,
+		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
+		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
+		`{"m\u0065tadata":{"n\u0061me":"escaped-key"}}`,
+		`{"metadata":{"name":"first","namespace":"ns"},"metadata":{"name":"second"},"kind":"A","kind":7,"spec":{"nodeName":"x"},"spec":[]}`,
+		`{}`,
+	}
+	for _, in := range inputs {
+		var want, got jsonFields
+		if err := scanJSONObject([]byte(in), true, &want); err != nil {
+			t.Fatal(err)
+		}
+		s := newJSONBytes([]byte(in))
+		raw, spans, err := s.captureSpans(1<<20, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := scanJSONSpans(raw, &jsonSpans{spans: spans}, true, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%s:\n spans   %v\n scanner %v", in, &got, &want)
+		}
+	}
 }
