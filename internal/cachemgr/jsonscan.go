@@ -1,6 +1,7 @@
 package cachemgr
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -345,14 +346,7 @@ func (s *jsonScanner) raw(out *[]byte) error {
 	return nil
 }
 
-func hasBackslash(b []byte) bool {
-	for _, c := range b {
-		if c == '\\' {
-			return true
-		}
-	}
-	return false
-}
+func hasBackslash(b []byte) bool { return bytes.IndexByte(b, '\\') >= 0 }
 
 // skipString moves past a string starting at s.i (on the opening quote).
 func (s *jsonScanner) skipString() error {
