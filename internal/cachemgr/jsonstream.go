@@ -97,20 +97,17 @@ func (s *jsonStream) fill() error {
 	if s.mark >= 0 && s.end-s.mark > s.limit {
 		return &errJSONTooLarge{s.limit}
 	}
-	if len(s.buf)-s.end < jsonMinRead {
-		keep := s.pos
-		if s.mark >= 0 && s.mark < keep {
-			keep = s.mark
-		}
-		if keep > 0 {
-			n := copy(s.buf, s.buf[keep:s.end])
-			s.end = n
-			s.pos -= keep
-			s.base += int64(keep)
-			if s.mark >= 0 {
-				s.mark -= keep
-			}
-		}
+	keep := s.pos
+	if s.mark >= 0 && s.mark < keep {
+		keep = s.mark
+	}
+	switch {
+	case len(s.buf) >= 4*jsonBufSize && s.end-keep <= jsonBufSize/2:
+		// The buffer grew for a large value that is gone: do not keep it for the
+		// rest of a long watch.
+		s.shift(make([]byte, jsonBufSize), keep)
+	case len(s.buf)-s.end < jsonMinRead:
+		s.shift(s.buf, keep)
 		if len(s.buf)-s.end < jsonMinRead {
 			nb := make([]byte, max(2*len(s.buf), s.end+jsonMinRead))
 			copy(nb, s.buf[:s.end])
@@ -132,6 +129,17 @@ func (s *jsonStream) fill() error {
 	}
 	s.rerr = io.ErrNoProgress
 	return s.rerr
+}
+
+// shift moves the bytes from keep on to the start of dst, which becomes the buffer.
+func (s *jsonStream) shift(dst []byte, keep int) {
+	s.end = copy(dst, s.buf[keep:s.end])
+	s.buf = dst
+	s.pos -= keep
+	s.base += int64(keep)
+	if s.mark >= 0 {
+		s.mark -= keep
+	}
 }
 
 // midValue maps the end of the stream inside a value to io.ErrUnexpectedEOF.

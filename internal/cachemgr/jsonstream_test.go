@@ -211,6 +211,14 @@ func TestJSONSizeLimit(t *testing.T) {
 	if _, err := decodeJSONList(strings.NewReader(`{"items":[`+big+`,`+big+`]}`), false, 4*jsonBufSize, &s); err != nil || len(s.items) != 2 || string(s.items[1].data) != big {
 		t.Fatalf("big items: %d, %v", len(s.items), err)
 	}
+	// The buffer grown for a large watch event is not kept for the events after it.
+	big2 := `{"type":"ADDED","object":` + big + "}\n"
+	small := `{"type":"ADDED","object":{"metadata":{"name":"s"}}}` + "\n"
+	wd := newJSONWatchDecoder(strings.NewReader(big2+strings.Repeat(small, 3000)), false, 4*jsonBufSize)
+	res := runWatch(wd)
+	if res.err != io.EOF || len(res.events) != 3001 || len(wd.s.buf) != jsonBufSize {
+		t.Fatalf("big then small events: %d events, %v, buffer of %d bytes", len(res.events), res.err, len(wd.s.buf))
+	}
 	// Watch events are bounded too; skipped list members are not held, so not bounded.
 	ev := `{"type":"ADDED","object":` + item + "}\n"
 	d := newJSONWatchDecoder(strings.NewReader(ev+ev), false, len(ev)-2)
