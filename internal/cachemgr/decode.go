@@ -58,35 +58,99 @@ func parseRV(s string) (uint64, error) {
 
 // ---- JSON ----
 
-// parseJSONItem fills it from one JSON object. When the object has no kind (items
-// of a typed list carry none), kind and apiVersion are put first, as a GET would
-// return them, so a cached item is the same document as a cached GET.
+// parseJSONItem fills it from one JSON document held whole (a GET body, a stored
+// object): it is validated (as json.Valid would) and must be an object, then the
+// cache's fields are scanned out of it. When the object has no kind (items of a
+// typed list carry none), kind and apiVersion are put first, as a GET would return
+// them, so a cached item is the same document as a cached GET.
 func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) error {
-	var f jsonFields
-	if err := scanJSONObject(raw, pod, &f); err != nil {
+	if err := validJSON(raw); err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
-	rv, err := parseRV(f.resourceVersion)
+	body := bytes.TrimSpace(raw)
+	if body[0] != '{' {
+		return errors.New("decode JSON object: not a JSON object")
+	}
+	return parseJSONObject(body, nil, raw, kindPrefix(kind, apiVersion), pod, it)
+}
+
+// kindPrefix is the start of an item of a typed list as a GET returns it:
+// {"kind":..,"apiVersion":.. (nil without a kind).
+func kindPrefix(kind, apiVersion string) []byte {
+	if kind == "" {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"kind":`)
+	writeJSONString(&b, kind)
+	b.WriteString(`,"apiVersion":`)
+	writeJSONString(&b, apiVersion)
+	return b.Bytes()
+}
+
+// parseJSONObject fills it from obj, a validated JSON object without surrounding
+// whitespace, whose members are sp when the stream recorded them (nil: scan obj).
+// The stored bytes are own, or a copy of obj when own is nil (obj is
+// then borrowed from a read buffer), or prefix + obj's members when obj has no
+// kind. A panic while scanning is returned as an error: a malformed object must
+// never take the proxy down.
+func parseJSONObject(obj []byte, sp *jsonSpans, own, prefix []byte, pod bool, it *item) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decode JSON object: scanner panic: %v", r)
+		}
+	}()
+	if testScanHook != nil {
+		testScanHook()
+	}
+	var f jsonFields
+	if sp != nil {
+		err = scanJSONSpans(obj, sp, pod, &f)
+	} else {
+		err = scanJSONObject(obj, pod, &f)
+	}
+	if err != nil {
+		return fmt.Errorf("decode JSON object: %w", err)
+	}
+	rv, err := parseRVBytes(f.resourceVersion)
 	if err != nil {
 		return err
 	}
-	*it = item{namespace: f.namespace, name: f.name, rv: rv, enc: store.EncodingJSON, data: raw, nodeName: f.nodeName, initialEnd: f.initialEventsEnd}
-	if f.kind == "" && kind != "" {
-		body := bytes.TrimSpace(raw)
-		var b bytes.Buffer
-		b.Grow(len(body) + len(kind) + len(apiVersion) + 32)
-		b.WriteString(`{"kind":`)
-		writeJSONString(&b, kind)
-		b.WriteString(`,"apiVersion":`)
-		writeJSONString(&b, apiVersion)
-		rest := bytes.TrimSpace(body[1:])
-		if len(rest) > 0 && rest[0] != '}' {
-			b.WriteByte(',')
+	// One allocation for the three strings.
+	strs := string(append(append(append(make([]byte, 0, len(f.namespace)+len(f.name)+len(f.nodeName)), f.namespace...), f.name...), f.nodeName...))
+	nsEnd, nameEnd := len(f.namespace), len(f.namespace)+len(f.name)
+	*it = item{namespace: strs[:nsEnd], name: strs[nsEnd:nameEnd], nodeName: strs[nameEnd:], rv: rv, enc: store.EncodingJSON, initialEnd: f.initialEventsEnd}
+	switch {
+	case len(f.kind) == 0 && prefix != nil:
+		rest := bytes.TrimLeft(obj[1:], " \t\r\n")
+		data := make([]byte, 0, len(prefix)+1+len(rest))
+		data = append(data, prefix...)
+		if rest[0] != '}' {
+			data = append(data, ',')
 		}
-		b.Write(rest)
-		it.data = b.Bytes()
+		it.data = append(data, rest...)
+	case own != nil:
+		it.data = own
+	default:
+		it.data = bytes.Clone(obj)
 	}
 	return nil
+}
+
+// testScanHook, when set by a test, runs before an object is scanned (to check
+// the panic guard).
+var testScanHook func()
+
+// parseRVBytes is parseRV without converting the common case to a string.
+func parseRVBytes(b []byte) (uint64, error) {
+	var rv uint64
+	for _, c := range b {
+		if c < '0' || c > '9' || rv > (1<<64-1-9)/10 {
+			return parseRV(string(b)) // rare: the error, or a value near the top
+		}
+		rv = rv*10 + uint64(c-'0')
+	}
+	return rv, nil
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {
@@ -109,92 +173,203 @@ type listMeta struct {
 	itemKind string
 }
 
-// decodeJSONList streams a JSON list: tokens down to "items", then one item at a
-// time (only one item is held in memory).
-func decodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
+// decodeJSONList streams a JSON list ({"kind","apiVersion","metadata":
+// {"resourceVersion","continue"},"items":[...]}) with a jsonStream: the whole body
+// is validated in one pass as it arrives, each item is cut out of the read buffer
+// once complete (at most maxItem bytes, Options.MaxObjectBytes) and handed to sink,
+// so only one item is held in memory. Members are matched by exact name, in any
+// order, unknown ones are validated and skipped. As with encoding/json, a later
+// kind, apiVersion or metadata replaces an earlier one (null leaves a string as it
+// was), but items are handed to sink as they are read, so a list repeating
+// "items" yields both arrays and items read before "kind" get no kind. Any error
+// (syntax, truncation, an item that is not an object) fails the whole list; the
+// caller aborts its ListWriter, so nothing of a torn list is stored. Bytes after
+// the closing brace are not examined.
+func decodeJSONList(r io.Reader, pod bool, maxItem int, sink listSink) (listMeta, error) {
 	var lm listMeta
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return lm, err
+	s := newJSONStream(r)
+	if err := s.expect('{'); err != nil {
+		return lm, fmt.Errorf("list: %w", err)
+	}
+	c, err := s.peekIn()
+	if err != nil {
+		return lm, fmt.Errorf("list: %w", err)
+	}
+	if c == '}' {
+		return lm, nil
 	}
 	var apiVersion string
-	for dec.More() {
-		tok, err := dec.Token()
+	for {
+		key, err := s.member(maxItem)
 		if err != nil {
-			return lm, err
+			return lm, fmt.Errorf("list: %w", err)
 		}
-		key, _ := tok.(string)
 		switch key {
-		case "kind":
-			if err := dec.Decode(&lm.kind); err != nil {
-				return lm, err
+		case "kind", "apiVersion":
+			v, err := s.capture(maxItem)
+			if err != nil {
+				return lm, fmt.Errorf("list %s: %w", key, err)
+			}
+			dst := &apiVersion
+			if key == "kind" {
+				dst = &lm.kind
+			}
+			if err := jsonStringOrNull(v, dst); err != nil {
+				return lm, fmt.Errorf("list %s: %w", key, err)
 			}
 			lm.itemKind = itemKind(lm.kind)
-		case "apiVersion":
-			if err := dec.Decode(&apiVersion); err != nil {
-				return lm, err
-			}
 		case "metadata":
-			var m struct {
-				ResourceVersion string `json:"resourceVersion"`
-				Continue        string `json:"continue"`
-			}
-			if err := dec.Decode(&m); err != nil {
-				return lm, err
-			}
-			rv, err := parseRV(m.ResourceVersion)
+			v, err := s.capture(maxItem)
 			if err != nil {
 				return lm, fmt.Errorf("list metadata: %w", err)
 			}
-			lm.rv, lm.cont = rv, m.Continue
+			if err := jsonListMeta(v, &lm); err != nil {
+				return lm, fmt.Errorf("list metadata: %w", err)
+			}
 		case "items":
-			tok, err := dec.Token()
-			if err != nil {
-				return lm, err
-			}
-			if tok == nil { // "items": null
-				continue
-			}
-			if d, ok := tok.(json.Delim); !ok || d != '[' {
-				return lm, fmt.Errorf("list items: want '[', got %v", tok)
-			}
-			for dec.More() {
-				var raw json.RawMessage
-				if err := dec.Decode(&raw); err != nil {
-					return lm, fmt.Errorf("list item: %w", err)
-				}
-				var it item
-				if err := parseJSONItem(raw, lm.itemKind, apiVersion, pod, &it); err != nil {
-					return lm, err
-				}
-				if err := sink.add(&it); err != nil {
-					return lm, err
-				}
-			}
-			if err := expectDelim(dec, ']'); err != nil {
+			if err := decodeJSONItems(s, pod, maxItem, kindPrefix(lm.itemKind, apiVersion), sink); err != nil {
 				return lm, err
 			}
 		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return lm, err
+			if err := s.skipValue(); err != nil {
+				return lm, fmt.Errorf("list %s: %w", key, err)
 			}
 		}
+		c, err := s.peekIn()
+		if err != nil {
+			return lm, fmt.Errorf("list: %w", err)
+		}
+		s.pos++
+		if c == '}' {
+			return lm, nil
+		}
+		if c != ',' {
+			s.pos--
+			return lm, fmt.Errorf("list: %w", s.syntax("%s after an object value", quoteByte(c)))
+		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return lm, err
-	}
-	return lm, nil
 }
 
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
+// decodeJSONItems reads the value of "items": null or an array of objects.
+func decodeJSONItems(s *jsonStream, pod bool, maxItem int, prefix []byte, sink listSink) error {
+	c, err := s.peekIn()
+	if err != nil {
+		return fmt.Errorf("list items: %w", err)
+	}
+	if c != '[' {
+		v, err := s.capture(maxItem)
+		if err != nil {
+			return fmt.Errorf("list items: %w", err)
+		}
+		if string(v) == "null" {
+			return nil
+		}
+		return fmt.Errorf("list items: want an array, got %.20s", v)
+	}
+	s.pos++
+	if c, err = s.peekIn(); err != nil {
+		return fmt.Errorf("list items: %w", err)
+	}
+	if c == ']' {
+		s.pos++
+		return nil
+	}
+	var it item // reused: sink copies what it keeps
+	var sp jsonSpans
+	for n := 0; ; n++ {
+		raw, spans, err := s.captureSpans(maxItem, 2)
+		if err != nil {
+			return fmt.Errorf("list item %d: %w", n, err)
+		}
+		if raw[0] != '{' {
+			return fmt.Errorf("list item %d: not a JSON object", n)
+		}
+		sp.spans = spans
+		if err := parseJSONObject(raw, &sp, nil, prefix, pod, &it); err != nil {
+			return fmt.Errorf("list item %d: %w", n, err)
+		}
+		if err := sink.add(&it); err != nil {
+			return err
+		}
+		c, err := s.peekIn()
+		if err != nil {
+			return fmt.Errorf("list items: %w", err)
+		}
+		switch c {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return nil
+		default:
+			return fmt.Errorf("list items: %w", s.syntax("%s after an array element", quoteByte(c)))
+		}
+	}
+}
+
+// jsonStringOrNull sets *dst from a validated value that must be a string; null
+// leaves *dst as it was (as encoding/json does).
+func jsonStringOrNull(v []byte, dst *string) error {
+	switch v[0] {
+	case '"':
+		s, err := unquoteJSON(v)
+		if err != nil {
+			return err
+		}
+		*dst = s
+		return nil
+	case 'n':
+		return nil
+	}
+	return fmt.Errorf("want a string, got %.20s", v)
+}
+
+// jsonEventType is jsonStringOrNull without allocating for the usual types.
+func jsonEventType(v []byte, dst *string) error {
+	for _, t := range [...]string{"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"} {
+		if len(v) == len(t)+2 && string(v[1:len(v)-1]) == t && v[0] == '"' {
+			*dst = t
+			return nil
+		}
+	}
+	return jsonStringOrNull(v, dst)
+}
+
+// jsonListMeta reads resourceVersion and continue from a list's validated
+// metadata value (an object, or null for none).
+func jsonListMeta(v []byte, lm *listMeta) error {
+	var rv, cont string
+	switch v[0] {
+	case 'n':
+	case '{':
+		sc := jsonScanner{b: v}
+		err := sc.object(func(key []byte) error {
+			var dst *string
+			switch string(key) {
+			case "resourceVersion":
+				dst = &rv
+			case "continue":
+				dst = &cont
+			default:
+				return sc.skip()
+			}
+			start := sc.i
+			if err := sc.skip(); err != nil {
+				return err
+			}
+			return jsonStringOrNull(v[start:sc.i], dst)
+		})
+		if err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("want an object, got %.20s", v)
+	}
+	n, err := parseRV(rv)
 	if err != nil {
 		return err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("JSON: want %q, got %v", want, tok)
-	}
+	lm.rv, lm.cont = n, cont
 	return nil
 }
 
@@ -204,26 +379,68 @@ type watchEvent struct {
 	it  item
 }
 
-// jsonWatchDecoder reads a JSON watch stream: concatenated {"type":..,"object":..}.
+// jsonWatchDecoder reads a JSON watch stream: concatenated {"type":..,"object":..}
+// documents (whitespace between them optional), each validated by a jsonStream and
+// handed out as soon as its closing brace arrives. An event is at most max bytes
+// (Options.MaxObjectBytes, as for a protobuf watch frame). The stream's end
+// between two events is io.EOF, inside one io.ErrUnexpectedEOF, and a read error
+// is returned as is, so the events before a cut stay applied. "type" must be a
+// string (null counts as absent) and, unless the type is ERROR, "object" a JSON
+// object; members are matched by exact name, the last of a repeated one wins,
+// unknown ones are ignored.
 type jsonWatchDecoder struct {
-	dec *json.Decoder
+	s   *jsonStream
 	pod bool
+	max int
+}
+
+func newJSONWatchDecoder(r io.Reader, pod bool, max int) *jsonWatchDecoder {
+	return &jsonWatchDecoder{s: newJSONStream(r), pod: pod, max: max}
 }
 
 func (d *jsonWatchDecoder) next(ev *watchEvent) error {
-	var e struct {
-		Type   string          `json:"type"`
-		Object json.RawMessage `json:"object"`
-	}
-	if err := d.dec.Decode(&e); err != nil {
+	if _, err := d.s.peek(); err != nil {
 		return err
 	}
-	ev.typ = e.Type
-	if e.Type == "ERROR" {
+	raw, spans, err := d.s.captureSpans(d.max, 3)
+	if err != nil {
+		return fmt.Errorf("watch event: %w", err)
+	}
+	if raw[0] != '{' {
+		return errors.New("watch event: not a JSON object")
+	}
+	ev.typ = ""
+	var obj jsonSpan
+	haveObj := false
+	first, objFirst, objEnd := 0, 0, 0
+	ek := jsonSpans{spans: spans}
+	for i, m := range spans {
+		if m.depth != 1 {
+			continue
+		}
+		key, err := ek.key(raw, m)
+		if err != nil {
+			return fmt.Errorf("watch event: %w", err)
+		}
+		switch string(key) {
+		case "type":
+			if err := jsonEventType(raw[m.vs:m.ve], &ev.typ); err != nil {
+				return fmt.Errorf("watch event type: %w", err)
+			}
+		case "object":
+			obj, haveObj, objFirst, objEnd = m, true, first, i
+		}
+		first = i + 1
+	}
+	if ev.typ == "ERROR" {
 		ev.it = item{}
 		return nil
 	}
-	return parseJSONItem(e.Object, "", "", d.pod, &ev.it)
+	if !haveObj || raw[obj.vs] != '{' {
+		return fmt.Errorf("watch event %q: object is not a JSON object", ev.typ)
+	}
+	sp := jsonSpans{spans: spans[objFirst:objEnd], off: obj.vs, dd: 1}
+	return parseJSONObject(raw[obj.vs:obj.ve], &sp, nil, nil, d.pod, &ev.it)
 }
 
 // ---- protobuf ----

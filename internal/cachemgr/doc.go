@@ -23,21 +23,35 @@
 // marked incomplete (Stats.Overflows, a warning log). A goroutine per response
 // gunzips when needed and decodes incrementally:
 //
-//   - get: the body (at most Options.MaxObjectBytes) => store.PutObject.
-//   - list: JSON is walked with json.Decoder tokens down to "items" and decoded
-//     one item at a time; protobuf is walked field by field through the envelope's
-//     List message (protowire), one item at a time. Items go to a store.ListWriter
+//   - get: the body (at most Options.MaxObjectBytes; JSON is validated) =>
+//     store.PutObject.
+//   - list: JSON is read by a single-pass validating stream reader (jsonstream.go,
+//     no encoding/json on this path): the whole body is checked as it arrives
+//     (json.Valid's grammar, nesting at most 10000 deep), each item is cut out of
+//     the read buffer once complete (at most Options.MaxObjectBytes) and only its
+//     metadata fields and a pod's spec.nodeName are read, from member spans the
+//     reader recorded while validating. Protobuf is walked field by field through
+//     the envelope's List message (protowire), one item at a time. Items go to a store.ListWriter
 //     (which spools to disk) and are committed at the list's resourceVersion, so a
 //     10k-object list is never held in memory. JSON items get kind/apiVersion put
 //     first (typed list items carry none) and protobuf items get the k8s envelope,
 //     so a cached item is the same document a GET returns. Paginated lists
 //     (limit/continue) are committed after the last page.
-//   - watch: events (JSON stream or length-prefixed protobuf WatchEvent frames) are
+//   - watch: events (a JSON stream, read by the same validating reader, each event
+//     handed out as soon as its closing brace arrives and bounded by
+//     Options.MaxObjectBytes; or length-prefixed protobuf WatchEvent frames) are
 //     applied with store.ApplyEvents by a goroutine that batches what piles up
 //     while the previous call is in flight. With sendInitialEvents=true
 //     (watch-list) the events before the k8s.io/initial-events-end bookmark are the
 //     whole state and replace the view through a ListWriter committed at that
 //     bookmark's resourceVersion; later events apply normally.
+//
+// JSON members are matched by exact name in any order, unknown ones are skipped,
+// the last of a repeated member wins; list items and watch objects must be JSON
+// objects. A malformed or truncated list body is an error and nothing of it is
+// committed; a watch stream cut between or inside events ends cleanly after the
+// events before the cut. A panic while reading an object's fields is returned as
+// an error, never propagated to the proxy.
 //
 // A stream that fails to decode or falls behind marks its view incomplete
 // (store.MarkIncomplete); a watch cut by the network is not a failure (the

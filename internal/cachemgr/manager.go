@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -446,7 +445,7 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 	if enc == store.EncodingProtobuf {
 		lm, err = decodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
 	} else {
-		lm, err = decodeJSONList(r, pod, sink)
+		lm, err = decodeJSONList(r, pod, m.opts.MaxObjectBytes, sink)
 	}
 	if err == nil {
 		// Drain what follows the document (nothing, normally) so EOF is seen.
@@ -498,7 +497,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	if enc == store.EncodingProtobuf {
 		dec = &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(m.opts.MaxObjectBytes)}
 	} else {
-		dec = &jsonWatchDecoder{dec: json.NewDecoder(r), pod: pod}
+		dec = newJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
 	}
 
 	var lw *store.ListWriter

@@ -477,16 +477,16 @@ func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		var want jsonFields
-		want.kind, want.apiVersion = ref.Kind, ref.APIVersion
+		want.kind, want.apiVersion = []byte(ref.Kind), []byte(ref.APIVersion)
 		if ref.Metadata != nil {
-			want.name, want.namespace, want.resourceVersion = ref.Metadata.Name, ref.Metadata.Namespace, ref.Metadata.ResourceVersion
+			want.name, want.namespace, want.resourceVersion = []byte(ref.Metadata.Name), []byte(ref.Metadata.Namespace), []byte(ref.Metadata.ResourceVersion)
 			want.initialEventsEnd = ref.Metadata.Annotations["k8s.io/initial-events-end"] == "true"
 		}
 		var spec struct{ NodeName *string }
 		if json.Unmarshal(ref.Spec, &spec) == nil && spec.NodeName != nil {
-			want.nodeName = *spec.NodeName
+			want.nodeName = []byte(*spec.NodeName)
 		}
-		if f != want {
+		if f.String() != want.String() {
 			t.Errorf("%s:\n scanner  %v\n encoding/json %v", in, &f, &want)
 		}
 	}
