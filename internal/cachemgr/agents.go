@@ -12,10 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/yurthub/yurthub/internal/kubescheme"
 )
 
 // DefaultCacheAgents are the components cached without any setting (OpenYurt's list).
@@ -74,35 +75,10 @@ func (m *Manager) SetCacheAgents(value string) {
 	m.log.Info("cache agents set", slog.String(CacheAgentsKey, value), slog.Any("components", m.CacheAgents()))
 }
 
-// configCodecs knows core/v1 (and metav1's Status, WatchEvent): all the ConfigMap
-// watch decodes. A plain REST client over it, not client-go's typed clientset and
-// informer factory, which would link every API group's clients, informers and
-// apply configurations into the binary.
-var configCodecs = func() serializer.CodecFactory {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return serializer.NewCodecFactory(s)
-}()
-
-// newCoreV1Client is a REST client for the core v1 API over cfg (cfg is copied), set
-// up as client-go's typed CoreV1 client is.
-func newCoreV1Client(cfg *rest.Config) (*rest.RESTClient, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.GroupVersion = &corev1.SchemeGroupVersion
-	cfg.APIPath = "/api"
-	cfg.NegotiatedSerializer = configCodecs.WithoutConversion()
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	return rest.RESTClientFor(cfg)
-}
-
 // WatchConfigFromREST is WatchConfig with a client built from cfg (the hub's own
 // upstream connection).
 func (m *Manager) WatchConfigFromREST(ctx context.Context, cfg *rest.Config) error {
-	c, err := newCoreV1Client(cfg)
+	c, err := kubescheme.NewRESTClient(cfg, corev1.SchemeGroupVersion)
 	if err != nil {
 		return fmt.Errorf("cache agents: client for the %s/%s ConfigMap watch: %w", ConfigMapNamespace, ConfigMapName, err)
 	}

@@ -229,17 +229,9 @@ func (s *jsonScanner) object(fn func(key []byte) error) error {
 		if s.peek() != '"' {
 			return errJSONScan
 		}
-		start := s.i
-		if err := s.skipString(); err != nil {
+		key, err := s.stringAt()
+		if err != nil {
 			return err
-		}
-		key := s.b[start+1 : s.i-1]
-		if hasBackslash(key) {
-			unq, err := unquoteJSON(s.b[start:s.i])
-			if err != nil {
-				return err
-			}
-			key = []byte(unq)
 		}
 		if s.peek() != ':' {
 			return errJSONScan
@@ -305,17 +297,9 @@ func (s *jsonScanner) key() ([]byte, bool, error) {
 	if c != '"' {
 		return nil, false, errJSONScan
 	}
-	start := s.i
-	if err := s.skipString(); err != nil {
+	key, err := s.stringAt()
+	if err != nil {
 		return nil, false, err
-	}
-	key := s.b[start+1 : s.i-1]
-	if hasBackslash(key) {
-		unq, err := unquoteJSON(s.b[start:s.i])
-		if err != nil {
-			return nil, false, err
-		}
-		key = []byte(unq)
 	}
 	if s.peek() != ':' {
 		return nil, false, errJSONScan
@@ -330,20 +314,30 @@ func (s *jsonScanner) raw(out *[]byte) error {
 	if s.peek() != '"' {
 		return s.skip()
 	}
-	start := s.i
-	if err := s.skipString(); err != nil {
+	v, err := s.stringAt()
+	if err != nil {
 		return err
-	}
-	v := s.b[start+1 : s.i-1]
-	if hasBackslash(v) {
-		unq, err := unquoteJSON(s.b[start:s.i])
-		if err != nil {
-			return err
-		}
-		v = []byte(unq)
 	}
 	*out = v
 	return nil
+}
+
+// stringAt reads the string starting at the current '"': a slice of the scanned
+// bytes, or an unescaped copy when it has escapes.
+func (s *jsonScanner) stringAt() ([]byte, error) {
+	start := s.i
+	if err := s.skipString(); err != nil {
+		return nil, err
+	}
+	v := s.b[start+1 : s.i-1]
+	if !hasBackslash(v) {
+		return v, nil
+	}
+	unq, err := unquoteJSON(s.b[start:s.i])
+	if err != nil {
+		return nil, err
+	}
+	return []byte(unq), nil
 }
 
 func hasBackslash(b []byte) bool { return bytes.IndexByte(b, '\\') >= 0 }

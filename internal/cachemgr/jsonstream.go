@@ -304,16 +304,13 @@ func (s *jsonStream) value() error {
 				s.pos++
 				stack = stack[:len(stack)-1]
 				st = stAfter
-				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
-					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
-					spans = append(spans, pend[d])
-				}
+				spans = endSpan(stack, rec, &want, &pend, spans, int32(s.pos-s.mark))
 				continue
 			}
 			st = stValue
 			fallthrough
 		case stValue:
-			if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
+			if d := len(stack); recorded(stack, d, rec, &want) {
 				pend[d].vs = int32(s.pos - s.mark)
 			}
 			switch {
@@ -354,19 +351,13 @@ func (s *jsonStream) value() error {
 				return s.syntax("%s looking for the beginning of a value", quoteByte(c))
 			}
 			st = stAfter
-			if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
-				pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
-				spans = append(spans, pend[d])
-			}
+			spans = endSpan(stack, rec, &want, &pend, spans, int32(s.pos-s.mark))
 		case stObjFirst, stKey:
 			if c == '}' && st == stObjFirst {
 				s.pos++
 				stack = stack[:len(stack)-1]
 				st = stAfter
-				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
-					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
-					spans = append(spans, pend[d])
-				}
+				spans = endSpan(stack, rec, &want, &pend, spans, int32(s.pos-s.mark))
 				continue
 			}
 			if c != '"' {
@@ -405,10 +396,7 @@ func (s *jsonStream) value() error {
 			case c == '}' && top == '{', c == ']' && top == '[':
 				s.pos++
 				stack = stack[:len(stack)-1]
-				if d := len(stack); d > 0 && d <= rec && stack[d-1] == '{' && wanted(&want, d) {
-					pend[d].depth, pend[d].ve = int32(d), int32(s.pos-s.mark)
-					spans = append(spans, pend[d])
-				}
+				spans = endSpan(stack, rec, &want, &pend, spans, int32(s.pos-s.mark))
 			default:
 				if top == '{' {
 					return s.syntax("%s after an object value", quoteByte(c))
@@ -417,6 +405,22 @@ func (s *jsonStream) value() error {
 			}
 		}
 	}
+}
+
+// recorded reports whether the member being read at stack depth d, a member of an
+// object, has its span recorded.
+func recorded(stack []byte, d, rec int, want *[maxSpanDepth + 1]bool) bool {
+	return d > 0 && d <= rec && stack[d-1] == '{' && wanted(want, d)
+}
+
+// endSpan ends the member being read at the top of stack at offset end and appends
+// its span to spans when it is recorded.
+func endSpan(stack []byte, rec int, want *[maxSpanDepth + 1]bool, pend *[maxSpanDepth + 1]jsonSpan, spans []jsonSpan, end int32) []jsonSpan {
+	if d := len(stack); recorded(stack, d, rec, want) {
+		pend[d].depth, pend[d].ve = int32(d), end
+		spans = append(spans, pend[d])
+	}
+	return spans
 }
 
 // maxSpanDepth bounds spanDepth.

@@ -410,16 +410,9 @@ func FuzzJSONDecode(f *testing.F) {
 
 // Reading the fields through the recorded members gives what the scanner reads.
 func TestScanJSONSpansAgreesWithScanner(t *testing.T) {
-	inputs := []string{
-		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
-		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
-		`{"spec":"not an object","metadata":null,"kind":"X"}`,
-		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
-		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
+	inputs := append(scanInputs(),
 		`{"m\u0065tadata":{"n\u0061me":"escaped-key"}}`,
-		`{"metadata":{"name":"first","namespace":"ns"},"metadata":{"name":"second"},"kind":"A","kind":7,"spec":{"nodeName":"x"},"spec":[]}`,
-		`{}`,
-	}
+		`{"metadata":{"name":"first","namespace":"ns"},"metadata":{"name":"second"},"kind":"A","kind":7,"spec":{"nodeName":"x"},"spec":[]}`)
 	for _, in := range inputs {
 		var want, got jsonFields
 		if err := scanJSONObject([]byte(in), true, &want); err != nil {

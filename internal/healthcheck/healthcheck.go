@@ -40,12 +40,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/yurthub/yurthub/internal/certs"
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 )
 
@@ -212,20 +211,6 @@ type leaseInterface interface {
 	Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
 }
 
-// leaseCodecs knows coordination.k8s.io/v1 (and metav1's Status): all the Lease
-// client decodes. A plain REST client over it, not client-go's typed clientset,
-// which would link every API group's clients, informers and apply configurations.
-var (
-	leaseScheme = func() *runtime.Scheme {
-		s := runtime.NewScheme()
-		if err := coordinationv1.AddToScheme(s); err != nil {
-			panic(err)
-		}
-		return s
-	}()
-	leaseCodecs = serializer.NewCodecFactory(leaseScheme)
-)
-
 // leaseClient does what client-go's typed Leases(kube-node-lease) client does, with
 // the same requests: protobuf preferred (JSON accepted), the options as query
 // parameters.
@@ -233,14 +218,7 @@ type leaseClient struct{ c rest.Interface }
 
 // newLeaseClient is a Lease client for cfg (cfg is copied, not changed).
 func newLeaseClient(cfg *rest.Config) (*leaseClient, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.GroupVersion = &coordinationv1.SchemeGroupVersion
-	cfg.APIPath = "/apis"
-	cfg.NegotiatedSerializer = leaseCodecs.WithoutConversion()
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	c, err := rest.RESTClientFor(cfg)
+	c, err := kubescheme.NewRESTClient(cfg, coordinationv1.SchemeGroupVersion)
 	if err != nil {
 		return nil, err
 	}

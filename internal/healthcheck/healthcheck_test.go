@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 )
 
@@ -167,7 +168,7 @@ func TestRenewLease(t *testing.T) {
 		failGet atomic.Bool
 	)
 	const path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
-	protoCodec := protobuf.NewSerializer(leaseScheme, leaseScheme)
+	protoCodec := protobuf.NewSerializer(kubescheme.Scheme, kubescheme.Scheme)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()

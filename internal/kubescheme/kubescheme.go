@@ -56,6 +56,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
 )
 
 // Scheme has the types of the group versions above plus metav1's unversioned types
@@ -79,4 +81,27 @@ func init() {
 	if err := b.AddToScheme(Scheme); err != nil {
 		panic(err)
 	}
+}
+
+// Codecs serializes the types of Scheme (JSON, YAML, protobuf).
+var Codecs = serializer.NewCodecFactory(Scheme)
+
+// NewRESTClient is a REST client for group version gv over cfg (cfg is copied, not
+// changed), set up as client-go's typed client for that group is (API path, the
+// scheme's codecs without conversion, client-go's default User-Agent when cfg has
+// none). The hub uses it for the two typed calls it makes itself (its node Lease and
+// the yurt-hub-cfg ConfigMap) instead of client-go's clientset, which would link
+// every API group's clients, informers and apply configurations into the binary.
+func NewRESTClient(cfg *rest.Config, gv schema.GroupVersion) (*rest.RESTClient, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.GroupVersion = &gv
+	cfg.APIPath = "/apis"
+	if gv.Group == "" {
+		cfg.APIPath = "/api"
+	}
+	cfg.NegotiatedSerializer = Codecs.WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(cfg)
 }
