@@ -114,6 +114,57 @@ func (p *process) signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
+// waitStopped waits until every thread of the process is in the stopped state ('T'
+// in /proc/<pid>/task/<tid>/stat), as it is once a SIGSTOP has taken effect.
+func (p *process) waitStopped(timeout time.Duration) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		running, err := runningThreads(cmd.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("%s pid %d: %w", p.name, cmd.Process.Pid, err)
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s pid %d: %d threads still not stopped after %v", p.name, cmd.Process.Pid, running, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// runningThreads counts the threads of pid that are not stopped.
+func runningThreads(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread exited
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses, so read
+		// the state after the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return 0, fmt.Errorf("unexpected %s/%s/stat: %q", dir, task.Name(), b)
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // stop sends SIGTERM, waits up to stopGrace, then SIGKILLs, and waits for the exit.
 // Stopping a process that is not running is not an error.
 func (p *process) stop() error {

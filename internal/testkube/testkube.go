@@ -468,6 +468,12 @@ func (s *APIServer) Pause(t testing.TB) {
 	if err := s.proc.signal(syscall.SIGSTOP); err != nil {
 		t.Fatalf("testkube: pause: %v", err)
 	}
+	// kill(2) returns once SIGSTOP is queued; the process's other threads go on
+	// running until one thread has taken the signal and stopped the group, which on
+	// a loaded machine can be long enough to answer a request. Wait for every thread.
+	if err := s.proc.waitStopped(5 * time.Second); err != nil {
+		t.Fatalf("testkube: pause: %v", err)
+	}
 }
 
 // Resume continues an apiserver frozen by Pause.
