@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 )
 
 // Sentinel errors; callers branch on them with errors.Is.
@@ -23,7 +24,24 @@ var (
 	ErrClosed = errors.New("cache store is closed")
 	// ErrInvalid: the key or object is malformed (empty component, name, ...).
 	ErrInvalid = errors.New("invalid cache key or object")
+	// ErrNoSpace: the filesystem holding the cache file is full (ENOSPC) or the
+	// user's quota is used up (EDQUOT). Nothing was written: the cache keeps what
+	// it last committed, and writes succeed again once there is space.
+	ErrNoSpace = errors.New("no space left for the cache")
 )
+
+// noSpace wraps err with ErrNoSpace and what to do when the filesystem under dir
+// is full; other errors come back unchanged. errors.Is still finds the errno.
+func noSpace(err error, dir string) error {
+	if err == nil || errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return err
+	}
+	return fmt.Errorf("%w: the filesystem of %s is full: free space there (or move --root-dir to a larger one); "+
+		"the cache keeps what it last committed and the proxy keeps serving: %w", ErrNoSpace, dir, err)
+}
 
 // ErrTimeout is ErrLocked under the name the API contract also allows.
 var ErrTimeout = ErrLocked

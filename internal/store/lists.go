@@ -221,7 +221,7 @@ func (s *Store) BeginList(ctx context.Context, k ListKey) (*ListWriter, error) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(s.path), ".list-spool-*")
 	if err != nil {
-		return nil, fmt.Errorf("list %s: create spool file: %w", k, err)
+		return nil, noSpace(fmt.Errorf("list %s: create spool file: %w", k, err), filepath.Dir(s.path))
 	}
 	_ = os.Remove(f.Name()) // unlinked: gone with the process, whatever happens
 	return &ListWriter{s: s, ctx: ctx, key: k, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
@@ -250,7 +250,7 @@ func (w *ListWriter) Add(o Object) error {
 	_, _ = w.w.WriteString(o.Namespace)
 	_, _ = w.w.WriteString(o.Name)
 	if _, err := w.w.Write(o.Data); err != nil {
-		w.err = fmt.Errorf("list %s: spool: %w", w.key, err)
+		w.err = noSpace(fmt.Errorf("list %s: spool: %w", w.key, err), filepath.Dir(w.s.path))
 		return w.err
 	}
 	w.n++
@@ -271,7 +271,7 @@ func (w *ListWriter) Commit(rv uint64) error {
 	}
 	defer w.Abort()
 	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("list %s: spool: %w", w.key, err)
+		return noSpace(fmt.Errorf("list %s: spool: %w", w.key, err), filepath.Dir(w.s.path))
 	}
 	if err := ctxErr(w.ctx); err != nil {
 		return err

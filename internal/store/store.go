@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -179,6 +180,15 @@ func (s *Store) openChecked() (db *bolt.DB, err error) {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("open cache file: %w", err)
 		}
+		// The machine, not the file: a full disk (a new file cannot be initialised),
+		// a read-only filesystem, an I/O error. Moving the file aside would not help
+		// and would throw a good cache away.
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return nil, noSpace(fmt.Errorf("open cache file %s: %w", s.path, err), filepath.Dir(s.path))
+		}
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) {
+			return nil, fmt.Errorf("open cache file %s: %w", s.path, err)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, s.path, err)
 	}
 	if err := db.View(func(tx *bolt.Tx) error {
@@ -245,7 +255,7 @@ func (s *Store) migrate() (from, to uint64, err error) {
 	}()
 	from, to, err = migrations.Run(s.db, env)
 	if err != nil {
-		return from, to, fmt.Errorf("migrate cache %s: %w", s.path, err)
+		return from, to, noSpace(fmt.Errorf("migrate cache %s: %w", s.path, err), filepath.Dir(s.path))
 	}
 	return from, to, nil
 }
@@ -304,7 +314,7 @@ func (s *Store) write(run func(func(*bolt.Tx) error) error, fn func(*bolt.Tx) er
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err, s.path)
-	return run(fn)
+	return noSpace(run(fn), filepath.Dir(s.path))
 }
 
 func recoverCorrupt(err *error, path string) {
