@@ -85,6 +85,8 @@ type Manager struct {
 	stats struct {
 		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
 	}
+	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
+	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
 
 // New returns a Manager writing into st. Caching starts with the default
@@ -95,6 +97,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{st: st, log: log, opts: opts, pages: map[string]*pendingList{}, lists: map[store.ListKey]int{}}
+	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.agents.Store(parseAgents(""))
 	return m
@@ -317,6 +320,10 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 		switch {
 		case err == nil:
+			m.disk.succeeded(m.log)
+		case errors.Is(err, store.ErrNoSpace):
+			m.stats.failures.Add(1)
+			m.disk.refused(m.log, err)
 		case errors.Is(err, errOverflow):
 			m.stats.overflows.Add(1)
 			log.Warn("cache fell behind the client; cache copy of this response abandoned", slog.Int("queueBytes", m.opts.QueueBytes))
@@ -475,11 +482,22 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		w.Abort()
 		return err
 	}
-	return m.write(func(context.Context) error { return w.Commit(lm.rv) })
+	if err := m.write(func(context.Context) error { return w.Commit(lm.rv) }); err != nil {
+		return err
+	}
+	m.unmarked.remove(key) // the view is a complete list again
+	return nil
 }
 
 func (m *Manager) markIncomplete(key store.ListKey, reason string) {
-	if err := m.st.MarkIncomplete(m.ctx, key, reason); err != nil && !errors.Is(err, store.ErrNotSynced) {
+	err := m.st.MarkIncomplete(m.ctx, key, reason)
+	switch {
+	case err == nil, errors.Is(err, store.ErrNotSynced):
+	case errors.Is(err, store.ErrNoSpace):
+		// Owed until it can be written (markPending) or a new list replaces the view;
+		// the full disk itself is reported once, by CacheResponse.
+		m.unmarked.add(key, reason)
+	default:
 		m.log.Warn("cache: mark list incomplete", slog.String("list", key.String()), slog.Any("err", err))
 	}
 }
@@ -560,6 +578,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
+					m.unmarked.remove(key)
 				}
 			}
 			continue
@@ -651,11 +670,15 @@ func (a *applier) run() {
 		done := a.done
 		a.mu.Unlock()
 		if len(batch) > 0 {
-			err := a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
+			err := a.m.markPending(a.key)
+			if err == nil {
+				err = a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
+			}
 			var se *store.StaleEventsError
 			switch {
 			case err == nil:
 				a.m.stats.events.Add(int64(len(batch)))
+				a.m.disk.succeeded(a.m.log)
 			case errors.As(err, &se):
 				a.m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
 				a.m.stats.stale.Add(int64(len(se.Indexes)))

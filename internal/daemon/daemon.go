@@ -43,9 +43,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var cache *store.Store
 	if cfg.WorkingMode == config.WorkingModeEdge {
 		var err error
-		if cache, err = store.Open(cfg.CacheFile(), store.Options{OpenYurtCacheDir: cfg.DiskCachePath, Log: log}); err != nil {
+		cache, err = store.Open(cfg.CacheFile(), store.Options{OpenYurtCacheDir: cfg.DiskCachePath, Log: log})
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrNoSpace):
+			// A full disk must not take the node's proxy down (systemd would only
+			// restart it into the same failure): run as a plain proxy, say so.
+			log.Error("the cache cannot be opened because the disk is full: running as a plain proxy with no cache and no offline path; free space and restart yurthub",
+				slog.Any("err", err))
+			cache = nil
+		default:
 			return fmt.Errorf("open the cache: %w", err)
 		}
+	}
+	if cache != nil {
 		defer cache.Close()
 		adm, err := admin.Listen(cfg.AdminSocket(), cache, log, errc)
 		if err != nil {

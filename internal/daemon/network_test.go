@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,23 +26,6 @@ import (
 )
 
 // syncBuffer is a log sink safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,58 +95,10 @@ func testDaemonNodeNetwork(t *testing.T, kind string) {
 	defer func(k string) { linkKind = k }(linkKind)
 	linkKind = kind
 
-	root := t.TempDir()
-	cfg := &config.Config{
-		ServerAddrs:                            []*url.URL{{Scheme: "https", Host: "127.0.0.1:1"}},
-		NodeName:                               "edge-1",
-		WorkingMode:                            config.WorkingModeCloud,
-		LBMode:                                 config.LBModeRoundRobin,
-		BindAddress:                            "127.0.0.1",
-		ServePort:                              freeLoopbackPort(t),
-		BindProxyAddress:                       "127.0.0.1",
-		ProxyPort:                              freeLoopbackPort(t),
-		ProxySecurePort:                        freeLoopbackPort(t),
-		RootDir:                                filepath.Join(root, "hub"),
-		DiskCachePath:                          filepath.Join(root, "no-cache"),
-		EnableDummyIf:                          true,
-		DummyIfName:                            config.DefaultDummyIfName,
-		DummyIfIP:                              net.ParseIP(config.DefaultDummyIfIP),
-		EnableIPTables:                         true,
-		HeartbeatFailedRetry:                   3,
-		HeartbeatHealthyThreshold:              2,
-		HeartbeatTimeout:                       2 * time.Second,
-		HeartbeatInterval:                      10 * time.Second,
-		KubeletHealthGracePeriod:               40 * time.Second,
-		GCFrequency:                            120 * time.Minute,
-		BootstrapMode:                          config.BootstrapModeToken,
-		JoinToken:                              "abcdef.0123456789abcdef",
-		DiscoveryTokenUnsafeSkipCAVerification: true,
-		MaxRequestsInFlight:                    250,
-		MinRequestTimeout:                      30 * time.Minute,
-		CertMgrMode:                            "hubself",
-		LogFormat:                              config.LogFormatText,
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("test config: %v", err)
-	}
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, log) }()
-	defer cancel()
-
+	cfg := testConfig(t, t.TempDir(), config.WorkingModeCloud)
+	cfg.EnableDummyIf, cfg.EnableIPTables = true, true
+	logs, stop := startDaemon(t, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.ServePort)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := get(t, base+"/v1/healthz"); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub server not up in 30s; log:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 
 	rules, err := exec.Command("iptables-save", "-t", "filter").CombinedOutput()
 	if err != nil {
@@ -216,15 +150,7 @@ func testDaemonNodeNetwork(t *testing.T, kind string) {
 	}
 
 	t.Logf("dummy driver in this kernel: %v; daemon log:\n%s", hasDummy, logs.String())
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after a clean shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return 30s after cancel")
-	}
+	stop()
 	after, _ := exec.Command("iptables-save", "-t", "filter").CombinedOutput()
 	if strings.Contains(string(after), "YURTHUB") {
 		t.Errorf("a clean shutdown left rules behind:\n%s", after)
@@ -237,6 +163,85 @@ func testDaemonNodeNetwork(t *testing.T, kind string) {
 			t.Errorf("after a clean shutdown something still answers on the dummy IP")
 		}
 	}
+}
+
+// startDaemon runs the daemon with cfg until stop, which cancels it and fails the
+// test unless Run returns nil within 30 s. It returns once /v1/healthz answers 200.
+func startDaemon(t *testing.T, cfg *config.Config) (logs *testenv.LogBuffer, stop func()) {
+	t.Helper()
+	logs = &testenv.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	t.Cleanup(cancel)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, _ := get(t, fmt.Sprintf("http://127.0.0.1:%d/v1/healthz", cfg.ServePort)); code == http.StatusOK {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before the hub server was up: %v; log:\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub server not up in 30s; log:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return logs, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run after a clean shutdown: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return 30s after cancel")
+		}
+	}
+}
+
+// testConfig is a valid daemon configuration on free loopback ports, with its
+// --root-dir under root, no node network, and token bootstrap without a cloud
+// (the hub server and the proxy ports run; the proxy answers 503).
+func testConfig(t *testing.T, root string, mode string) *config.Config {
+	t.Helper()
+	cfg := &config.Config{
+		ServerAddrs:                            []*url.URL{{Scheme: "https", Host: "127.0.0.1:1"}},
+		NodeName:                               "edge-1",
+		WorkingMode:                            mode,
+		LBMode:                                 config.LBModeRoundRobin,
+		BindAddress:                            "127.0.0.1",
+		ServePort:                              freeLoopbackPort(t),
+		BindProxyAddress:                       "127.0.0.1",
+		ProxyPort:                              freeLoopbackPort(t),
+		ProxySecurePort:                        freeLoopbackPort(t),
+		RootDir:                                filepath.Join(root, "hub"),
+		DiskCachePath:                          filepath.Join(root, "no-cache"),
+		EnableDummyIf:                          false,
+		DummyIfName:                            config.DefaultDummyIfName,
+		DummyIfIP:                              net.ParseIP(config.DefaultDummyIfIP),
+		EnableIPTables:                         false,
+		HeartbeatFailedRetry:                   3,
+		HeartbeatHealthyThreshold:              2,
+		HeartbeatTimeout:                       2 * time.Second,
+		HeartbeatInterval:                      10 * time.Second,
+		KubeletHealthGracePeriod:               40 * time.Second,
+		GCFrequency:                            120 * time.Minute,
+		BootstrapMode:                          config.BootstrapModeToken,
+		JoinToken:                              "abcdef.0123456789abcdef",
+		DiscoveryTokenUnsafeSkipCAVerification: true,
+		MaxRequestsInFlight:                    250,
+		MinRequestTimeout:                      30 * time.Minute,
+		CertMgrMode:                            "hubself",
+		LogFormat:                              config.LogFormatText,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	return cfg
 }
 
 func grepLines(s, sub string) string {

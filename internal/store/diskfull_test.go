@@ -13,38 +13,6 @@ import (
 	"github.com/yurthub/yurthub/internal/testenv"
 )
 
-// smallFS mounts a tmpfs of size bytes on a new temp directory (unmounted at the end).
-func smallFS(t *testing.T, size int) string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		testenv.Missing(t, "mount a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes a file until the filesystem is full and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
-			}
-			return p
-		}
-	}
-}
-
 func bigObj(ns, name string, rv uint64) Object {
 	o := obj(ns, name, rv)
 	o.Data = fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":%q,"name":%q,"resourceVersion":"%d"},"spec":{"pad":%q}}`, ns, name, rv, strings.Repeat("x", 2000))
@@ -58,7 +26,7 @@ func bigObj(ns, name string, rv uint64) Object {
 // space is freed the same writes succeed. A new cache file on a full disk fails with
 // ErrNoSpace too, and is not mistaken for a corrupt one.
 func TestDiskFull(t *testing.T) {
-	dir := smallFS(t, 16<<20)
+	dir := testenv.SmallFS(t, 16<<20)
 	path := filepath.Join(dir, "cache.db")
 	s, err := Open(path, Options{})
 	if err != nil {
@@ -79,7 +47,7 @@ func TestDiskFull(t *testing.T) {
 	if err := s.ReplaceList(ctx, k, 200, before); err != nil {
 		t.Fatalf("ReplaceList: %v", err)
 	}
-	filler := fill(t, dir)
+	filler := testenv.FillDisk(t, dir)
 
 	streamList := func() error {
 		w, err := s.BeginList(ctx, k)
