@@ -307,6 +307,10 @@ func storeError(info *requestinfo.Info, err error) *metav1.Status {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		st := apierrors.NewTimeoutError("request ended while reading the cache", 1).ErrStatus
 		return &st
+	case errors.Is(err, store.ErrNoSpace):
+		st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+			Message: fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and this node's disk is full, so %s cannot be kept in the cache: %v", describe(info), err)}
+		return &st
 	}
 	return internalError(fmt.Sprintf("yurthub: reading the cache for %s failed: %v", describe(info), err))
 }
