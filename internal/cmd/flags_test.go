@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/yurthub/yurthub/internal/config"
 )
 
 // referenceFlags is ../shared/REFERENCE.md section 1: every flag OpenYurt's yurthub
@@ -176,5 +179,25 @@ func TestValidFlagsGiveConfig(t *testing.T) {
 	}
 	if *got != *want {
 		t.Fatalf("config = %+v\nwant     %+v", *got, *want)
+	}
+}
+
+// With only the required flags, the command line gives exactly config.Default():
+// the flags take their defaults from it, and nothing is lost or added on the way.
+func TestNoFlagsGiveDefault(t *testing.T) {
+	var got *config.Config
+	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
+	app.Action = func(c *cliContext) error {
+		cfg, err := configFromFlags(c)
+		got = cfg
+		return err
+	}
+	if err := app.Run([]string{"yurthub", "--server-addr=https://10.0.0.1:6443", "--node-name=edge-1"}); err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.ServerAddrs, want.NodeName = got.ServerAddrs, "edge-1"
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("config from no flags:\n%+v\nconfig.Default():\n%+v", *got, *want)
 	}
 }

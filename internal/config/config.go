@@ -113,6 +113,45 @@ type Config struct {
 	Verbosity int // -v, accepted for compatibility with klog-style command lines
 }
 
+// Default is the configuration the command line gives when no flag is set: OpenYurt
+// YurtHub's defaults (REFERENCE.md section 1). The flags take their defaults from it,
+// so it is the one place they are written. ServerAddrs and NodeName, which have no
+// default, are empty: Default is not valid until they are set.
+func Default() *Config {
+	return &Config{
+		WorkingMode:               WorkingModeEdge,
+		LBMode:                    LBModeRoundRobin,
+		BindAddress:               "127.0.0.1",
+		ServePort:                 DefaultServePort,
+		BindProxyAddress:          "127.0.0.1",
+		ProxyPort:                 DefaultProxyPort,
+		ProxySecurePort:           DefaultProxySecurePort,
+		RootDir:                   DefaultRootDir,
+		DiskCachePath:             DefaultDiskCachePath,
+		EnableDummyIf:             true,
+		DummyIfName:               DefaultDummyIfName,
+		DummyIfIP:                 net.ParseIP(DefaultDummyIfIP),
+		EnableIPTables:            true,
+		HeartbeatFailedRetry:      3,
+		HeartbeatHealthyThreshold: 2,
+		HeartbeatTimeout:          2 * time.Second,
+		HeartbeatInterval:         10 * time.Second,
+		KubeletHealthGracePeriod:  40 * time.Second,
+		GCFrequency:               120 * time.Minute,
+		BootstrapMode:             BootstrapModeToken,
+		KubeletCAFile:             DefaultKubeletCAFile,
+		KubeletClientCertificate:  DefaultKubeletClientPEM,
+		EnableResourceFilter:      true,
+		EnableNodePool:            true,
+		MaxRequestsInFlight:       250,
+		MinRequestTimeout:         30 * time.Minute,
+		Profiling:                 true,
+		CertMgrMode:               "hubself",
+		AccessServerThroughHub:    true,
+		LogFormat:                 LogFormatText,
+	}
+}
+
 // CacheFile is the path of the bbolt cache file.
 func (c *Config) CacheFile() string { return filepath.Join(c.RootDir, CacheFileName) }
 

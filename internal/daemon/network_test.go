@@ -208,36 +208,12 @@ func startDaemon(t *testing.T, cfg *config.Config) (logs *testenv.LogBuffer, sto
 // (the hub server and the proxy ports run; the proxy answers 503).
 func testConfig(t *testing.T, root string, mode string) *config.Config {
 	t.Helper()
-	cfg := &config.Config{
-		ServerAddrs:                            []*url.URL{{Scheme: "https", Host: "127.0.0.1:1"}},
-		NodeName:                               "edge-1",
-		WorkingMode:                            mode,
-		LBMode:                                 config.LBModeRoundRobin,
-		BindAddress:                            "127.0.0.1",
-		ServePort:                              freeLoopbackPort(t),
-		BindProxyAddress:                       "127.0.0.1",
-		ProxyPort:                              freeLoopbackPort(t),
-		ProxySecurePort:                        freeLoopbackPort(t),
-		RootDir:                                filepath.Join(root, "hub"),
-		DiskCachePath:                          filepath.Join(root, "no-cache"),
-		EnableDummyIf:                          false,
-		DummyIfName:                            config.DefaultDummyIfName,
-		DummyIfIP:                              net.ParseIP(config.DefaultDummyIfIP),
-		EnableIPTables:                         false,
-		HeartbeatFailedRetry:                   3,
-		HeartbeatHealthyThreshold:              2,
-		HeartbeatTimeout:                       2 * time.Second,
-		HeartbeatInterval:                      10 * time.Second,
-		KubeletHealthGracePeriod:               40 * time.Second,
-		GCFrequency:                            120 * time.Minute,
-		BootstrapMode:                          config.BootstrapModeToken,
-		JoinToken:                              "abcdef.0123456789abcdef",
-		DiscoveryTokenUnsafeSkipCAVerification: true,
-		MaxRequestsInFlight:                    250,
-		MinRequestTimeout:                      30 * time.Minute,
-		CertMgrMode:                            "hubself",
-		LogFormat:                              config.LogFormatText,
-	}
+	cfg := config.Default()
+	cfg.ServerAddrs, cfg.NodeName, cfg.WorkingMode = []*url.URL{{Scheme: "https", Host: "127.0.0.1:1"}}, "edge-1", mode
+	cfg.ServePort, cfg.ProxyPort, cfg.ProxySecurePort = freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t)
+	cfg.RootDir, cfg.DiskCachePath = filepath.Join(root, "hub"), filepath.Join(root, "no-cache")
+	cfg.EnableDummyIf, cfg.EnableIPTables = false, false
+	cfg.JoinToken, cfg.DiscoveryTokenUnsafeSkipCAVerification = "abcdef.0123456789abcdef", true
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}

@@ -147,16 +147,12 @@ func daemonConfig(t *testing.T, c *testkube.Cluster, node, root string) *config.
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(c.URL())
-	cfg := &config.Config{
-		ServerAddrs: []*url.URL{u}, NodeName: node, WorkingMode: config.WorkingModeEdge, LBMode: config.LBModeRoundRobin,
-		BindAddress: "127.0.0.1", ServePort: freePort(t), BindProxyAddress: "127.0.0.1", ProxyPort: freePort(t), ProxySecurePort: freePort(t),
-		RootDir: filepath.Join(root, "hub"), DiskCachePath: filepath.Join(root, "no-openyurt-cache"),
-		DummyIfName: config.DefaultDummyIfName, DummyIfIP: net.ParseIP(config.DefaultDummyIfIP),
-		HeartbeatFailedRetry: 3, HeartbeatHealthyThreshold: 2, HeartbeatTimeout: 2 * time.Second, HeartbeatInterval: 10 * time.Second,
-		KubeletHealthGracePeriod: 40 * time.Second, GCFrequency: 120 * time.Minute,
-		BootstrapMode: config.BootstrapModeKubeletCertificate, KubeletCAFile: c.CAFile(), KubeletClientCertificate: clientFile,
-		MaxRequestsInFlight: 250, MinRequestTimeout: 30 * time.Minute, CertMgrMode: "hubself", LogFormat: config.LogFormatText,
-	}
+	cfg := config.Default()
+	cfg.ServerAddrs, cfg.NodeName = []*url.URL{u}, node
+	cfg.ServePort, cfg.ProxyPort, cfg.ProxySecurePort = freePort(t), freePort(t), freePort(t)
+	cfg.RootDir, cfg.DiskCachePath = filepath.Join(root, "hub"), filepath.Join(root, "no-openyurt-cache")
+	cfg.EnableDummyIf, cfg.EnableIPTables = false, false
+	cfg.BootstrapMode, cfg.KubeletCAFile, cfg.KubeletClientCertificate = config.BootstrapModeKubeletCertificate, c.CAFile(), clientFile
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
