@@ -46,7 +46,9 @@ func (d *diskFull) refused(log *slog.Logger, err error) {
 	}
 }
 
-// succeeded records a write that went through; the first one after a full disk is logged.
+// succeeded records a write that committed (a list replaced, watch events applied;
+// not a GET whose object was unchanged, which writes nothing and proves nothing); the
+// first one after a full disk is logged.
 func (d *diskFull) succeeded(log *slog.Logger) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -56,13 +58,6 @@ func (d *diskFull) succeeded(log *slog.Logger) {
 	log.Info("cache writes succeed again: there is space on the disk",
 		slog.Duration("after", d.now().Sub(d.since).Round(time.Second)), slog.Int64("refusedWrites", d.total))
 	d.full, d.failed, d.total = false, 0, 0
-}
-
-// isFull reports whether the last write was refused for want of space.
-func (d *diskFull) isFull() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.full
 }
 
 // unmarkedViews are list views that should have been marked incomplete (their list

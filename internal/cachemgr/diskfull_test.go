@@ -84,6 +84,11 @@ func TestDiskFullPausesCaching(t *testing.T) {
 	if got, li := view(); len(got) != 1 || li.ResourceVersion != 5 || !li.Complete {
 		t.Fatalf("the view changed while the disk was full: %v %+v", got, li)
 	}
+	// A GET of an unchanged object writes nothing: it proves nothing about the disk.
+	through("/api/v1/namespaces/a/pods/p1", jsonBytes(t, ptrPod(pod("a", "p1", "n", 5))))
+	if n := len(records(t, &logs, "INFO", "cache writes succeed again")); n != 0 {
+		t.Fatalf("recovery logged while the disk is still full:\n%s", logs.String())
+	}
 	if n := len(records(t, &logs, "ERROR", "cache writes fail: the disk is full")); n != 1 {
 		t.Fatalf("full disk logged %d times for 3 refused responses, want once:\n%s", n, logs.String())
 	}

@@ -320,7 +320,6 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 		switch {
 		case err == nil:
-			m.disk.succeeded(m.log)
 		case errors.Is(err, store.ErrNoSpace):
 			m.stats.failures.Add(1)
 			m.disk.refused(m.log, err)
@@ -486,6 +485,7 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		return err
 	}
 	m.unmarked.remove(key) // the view is a complete list again
+	m.disk.succeeded(m.log)
 	return nil
 }
 
@@ -579,6 +579,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
 					m.unmarked.remove(key)
+					m.disk.succeeded(m.log)
 				}
 			}
 			continue
