@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -59,19 +60,29 @@ func parseRV(s string) (uint64, error) {
 // ---- JSON ----
 
 // parseJSONItem fills it from one JSON document held whole (a GET body, a stored
-// object): it is validated (as json.Valid would) and must be an object, then the
-// cache's fields are scanned out of it. When the object has no kind (items of a
-// typed list carry none), kind and apiVersion are put first, as a GET would return
-// them, so a cached item is the same document as a cached GET.
+// object): it is validated (as json.Valid would) and must be an object, and the
+// cache's fields are read from the members recorded during that one pass, as for
+// a list item. When the object has no kind (items of a typed list carry none),
+// kind and apiVersion are put first, as a GET would return them, so a cached item
+// is the same document as a cached GET.
 func parseJSONItem(raw []byte, kind, apiVersion string, pod bool, it *item) error {
-	if err := validJSON(raw); err != nil {
+	s := newJSONBytes(raw)
+	obj, spans, err := s.captureSpans(math.MaxInt32, 2)
+	if err == nil {
+		if c, perr := s.peek(); perr != io.EOF {
+			err = perr
+			if perr == nil {
+				err = s.syntax("%s after the top-level value", quoteByte(c))
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
-	body := bytes.TrimSpace(raw)
-	if body[0] != '{' {
+	if obj[0] != '{' {
 		return errors.New("decode JSON object: not a JSON object")
 	}
-	return parseJSONObject(body, nil, raw, kindPrefix(kind, apiVersion), pod, it)
+	return parseJSONObject(obj, &jsonSpans{spans: spans}, raw, kindPrefix(kind, apiVersion), pod, it)
 }
 
 // kindPrefix is the start of an item of a typed list as a GET returns it:
@@ -89,7 +100,7 @@ func kindPrefix(kind, apiVersion string) []byte {
 }
 
 // parseJSONObject fills it from obj, a validated JSON object without surrounding
-// whitespace, whose members are sp when the stream recorded them (nil: scan obj).
+// whitespace, whose members sp the stream recorded while validating it.
 // The stored bytes are own, or a copy of obj when own is nil (obj is
 // then borrowed from a read buffer), or prefix + obj's members when obj has no
 // kind. A panic while scanning is returned as an error: a malformed object must
@@ -104,12 +115,7 @@ func parseJSONObject(obj []byte, sp *jsonSpans, own, prefix []byte, pod bool, it
 		testScanHook()
 	}
 	var f jsonFields
-	if sp != nil {
-		err = scanJSONSpans(obj, sp, pod, &f)
-	} else {
-		err = scanJSONObject(obj, pod, &f)
-	}
-	if err != nil {
+	if err = scanJSONSpans(obj, sp, pod, &f); err != nil {
 		return fmt.Errorf("decode JSON object: %w", err)
 	}
 	rv, err := parseRVBytes(f.resourceVersion)

@@ -24,19 +24,6 @@ type jsonFields struct {
 	initialEventsEnd                  bool
 }
 
-// scanJSONObject reads kind, apiVersion, metadata.{name,namespace,resourceVersion},
-// metadata.annotations[k8s.io/initial-events-end] and, when pod, spec.nodeName.
-// Keys match exactly; when a key repeats the last one wins; a field whose value is
-// not a string is ignored (and an object that is not an object is skipped).
-func scanJSONObject(b []byte, pod bool, f *jsonFields) error {
-	s := jsonScanner{b: b}
-	lv := lvTop
-	if pod {
-		lv = lvTopPod
-	}
-	return s.members(lv, f)
-}
-
 // Which object's members a scanner reads.
 const (
 	lvTop    = iota // the object itself
@@ -133,9 +120,13 @@ func readMember(lv int, key []byte) bool {
 	return false
 }
 
-// scanJSONSpans is scanJSONObject over the members recorded while b was
-// validated (depth 1 and 2): only the values of the fields read are looked at,
-// the rest (status, managedFields, containers) is not walked again.
+// scanJSONSpans reads kind, apiVersion, metadata.{name,namespace,resourceVersion},
+// metadata.annotations[k8s.io/initial-events-end] and, when pod, spec.nodeName
+// from the members recorded while b was validated (depth 1 and 2): only the values
+// of the fields read are looked at, the rest (status, managedFields, containers) is
+// not walked again. Keys match exactly; when a key repeats the last one wins; a
+// field whose value is not a string is ignored. The tests check it against
+// scanJSONObject, which walks the whole object.
 func scanJSONSpans(b []byte, sp *jsonSpans, pod bool, f *jsonFields) error {
 	first := 0 // the first span not yet attributed to a member
 	for i, m := range sp.spans {
