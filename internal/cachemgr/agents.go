@@ -112,12 +112,8 @@ func configMapListWatch(c rest.Interface) cache.ListerWatcher {
 		return c.Get().UseProtobufAsDefault().Namespace(ConfigMapNamespace).Resource("configmaps").
 			VersionedParams(&o, metav1.ParameterCodec).Timeout(timeout(&o)).Watch(ctx)
 	}
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListFunc:             func(o metav1.ListOptions) (runtime.Object, error) { return list(context.Background(), o) },
-		WatchFunc:            func(o metav1.ListOptions) (watch.Interface, error) { return watchFn(context.Background(), o) },
-		ListWithContextFunc:  list,
-		WatchFuncWithContext: watchFn,
-	}, c)
+	// (ListWatch's context-less List and Watch fall back to these.)
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, c)
 }
 
 // WatchConfig starts an informer on ConfigMap kube-system/yurt-hub-cfg and applies
