@@ -26,7 +26,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"sigs.k8s.io/yaml"
 
 	"github.com/yurthub/yurthub/internal/kubescheme"
@@ -194,15 +193,13 @@ func Dump(ctx context.Context, w io.Writer, s *store.Store, o DumpOptions) error
 	return bw.Flush()
 }
 
-var protoSerializer = protobuf.NewSerializer(kubescheme.Scheme, kubescheme.Scheme)
-
 // decodeObject turns a stored object into a generic map: JSON as is, protobuf
 // through kubescheme.Scheme (built-in types). A protobuf object of a kind the
 // scheme does not know is shown with its identity and the raw bytes in base64.
 func decodeObject(k store.ObjectKey, o store.Object) (map[string]any, error) {
 	var raw []byte
 	if o.Encoding == store.EncodingProtobuf {
-		typed, gvk, err := protoSerializer.Decode(o.Data, nil, nil)
+		typed, gvk, err := kubescheme.Protobuf.Decode(o.Data, nil, nil)
 		if err != nil {
 			m := map[string]any{
 				"apiVersion":                    strings.TrimPrefix(k.Resource.Group+"/"+k.Resource.Version, "/"),

@@ -57,6 +57,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/client-go/rest"
 )
 
@@ -85,6 +86,10 @@ func init() {
 
 // Codecs serializes the types of Scheme (JSON, YAML, protobuf).
 var Codecs = serializer.NewCodecFactory(Scheme)
+
+// Protobuf encodes and decodes the types of Scheme in the Kubernetes protobuf
+// envelope (the offline path's conversions, hubctl dump).
+var Protobuf = protobuf.NewSerializer(Scheme, Scheme)
 
 // NewRESTClient is a REST client for group version gv over cfg (cfg is copied, not
 // changed), set up as client-go's typed client for that group is (API path, the

@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 )
 
 // Media types the local proxy answers with.
@@ -47,7 +46,7 @@ var protoMagic = []byte{'k', '8', 's', 0}
 
 var (
 	scheme   = kubescheme.Scheme
-	protoSer = protobuf.NewSerializer(scheme, scheme)
+	protoSer = kubescheme.Protobuf
 
 	kindsOnce sync.Once
 	kinds     map[schema.GroupVersionResource]string // built-in resource => kind
