@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # build.sh builds the real etcd, kube-apiserver and kube-controller-manager that the
-# integration tests, `make demo` and `make bench` run against (plus kubectl, the real client), from the Go module proxy.
+# integration tests, `make demo` and `make bench` run against (plus kubectl, the real client,
+# and kubemark, whose hollow node runs the real kubelet code over a fake container runtime),
+# from the Go module proxy.
 #
 # The binaries go to a cache directory outside the repository, keyed by version, and
 # a build is skipped when they are already there:
@@ -56,7 +58,14 @@ regen() {
 
 if [ "${1:-}" = "--regen" ]; then regen; exit 0; fi
 
-if [ -x "$out/etcd" ] && [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ]; then
+have_all() {
+  local b
+  for b in etcd kube-apiserver kube-controller-manager kubectl kubemark; do
+    [ -x "$out/$b" ] || return 1
+  done
+}
+
+if have_all; then
   echo "$out"
   exit 0
 fi
@@ -64,7 +73,7 @@ fi
 mkdir -p "$root"
 exec 9>"$root/.build.lock"
 flock 9
-if [ -x "$out/etcd" ] && [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ]; then
+if have_all; then
   echo "$out"; exit 0
 fi
 
@@ -83,12 +92,19 @@ progress() {
 progress & ppid=$!
 trap 'kill $ppid 2>/dev/null || true; rm -rf "$work"' EXIT
 
+# The version stamp Kubernetes' own release build sets (hack/lib/version.sh): without it every
+# binary reports v0.0.0-master, and the hollow kubelet's User-Agent would not be a real
+# kubelet's "kubelet/v1.36.3 (linux/amd64) kubernetes/<commit>".
+vpkg=k8s.io/component-base/version
+minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+ldv="-X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
 flags=(-trimpath -ldflags "-s -w")
-echo "build.sh: building etcd $ETCD_VERSION, kube-apiserver, kube-controller-manager and kubectl $KUBE_VERSION into $out" >&2
+kflags=(-trimpath -ldflags "-s -w $ldv")
+echo "build.sh: building etcd $ETCD_VERSION, kube-apiserver, kube-controller-manager, kubectl and kubemark (the hollow node: the real kubelet over a fake runtime) $KUBE_VERSION into $out" >&2
 (cd "$work/etcd" && go build "${flags[@]}" -o "$work/bin/etcd" go.etcd.io/etcd/server/v3)
-(cd "$work/apiserver" && go build "${flags[@]}" -o "$work/bin/" \
+(cd "$work/apiserver" && go build "${kflags[@]}" -o "$work/bin/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kubectl)
+  k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubemark)
 kill $ppid 2>/dev/null || true
 
 rm -rf "$out"
