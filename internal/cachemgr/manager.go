@@ -149,8 +149,9 @@ var notCachedResources = map[string]bool{
 }
 
 // Cacheable reports whether the response to this request is written to the cache:
-// a component the cache_agents setting covers, a get/list/watch of a resource
-// (status is the only subresource cached) or a GET of a discovery path.
+// a component the cache_agents setting covers, a get/list/watch of a resource or the
+// object a create/update/patch returns (status is the only subresource cached; events
+// only as read), or a GET of a discovery path.
 func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 	if info == nil || info.Component == "" || !m.agents.Load().has(info.Component) {
 		return false
@@ -164,6 +165,16 @@ func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 	switch info.Verb {
 	case "get":
 		return info.Name != "" && (info.Subresource == "" || info.Subresource == "status")
+	case "create", "update", "patch":
+		// The object a write returns is the object as the cloud now holds it: kept
+		// like a GET's, so a client that created or updated an object and never read
+		// it (kubelet's node Lease and CSINode, created on first start) finds it
+		// offline. Events are the exception: they are written constantly, read by
+		// nobody on the node, and kept offline only when created there.
+		if isEvents(info) {
+			return false
+		}
+		return info.Subresource == "" || info.Subresource == "status" && info.Name != ""
 	case "list", "watch":
 		// The deprecated /watch/ path form takes selectors the apiserver's rules do
 		// not record, so its view could not be named: not cached.
@@ -173,6 +184,10 @@ func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 		return info.Subresource == ""
 	}
 	return false
+}
+
+func isEvents(info *requestinfo.Info) bool {
+	return info.Resource == "events" && (info.APIGroup == "" || info.APIGroup == "events.k8s.io")
 }
 
 func groupVersion(info *requestinfo.Info) string {
@@ -192,8 +207,13 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 	if resp == nil || resp.Body == nil || resp.StatusCode < 200 || resp.StatusCode > 299 || !m.Cacheable(info) {
 		return
 	}
-	if resp.Request != nil && resp.Request.Method != http.MethodGet {
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
 		return
+	}
+	if info.Verb == "create" || info.Verb == "update" || info.Verb == "patch" {
+		if resp.Request != nil && resp.Request.URL.Query().Get("dryRun") != "" {
+			return // a dry run changed nothing
+		}
 	}
 	if m.ctx.Err() != nil {
 		return
@@ -245,8 +265,8 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 		pod := info.APIGroup == "" && info.Resource == "pods"
 		switch info.Verb {
-		case "get":
-			key := ObjectKeyFor(info)
+		case "get", "create", "update", "patch":
+			key := ObjectKeyFor(info) // a create names no object: cacheGet takes the response's name
 			run = func(r io.Reader) error { return m.cacheGet(r, key, enc, pod) }
 		case "list":
 			var cont string
@@ -376,7 +396,13 @@ func (m *Manager) cacheGet(r io.Reader, key store.ObjectKey, enc store.Encoding,
 	if pod && it.nodeName == "" {
 		return nil
 	}
-	if it.name != key.Name {
+	if key.Name == "" {
+		key.Name = it.name // the response to a create
+		if key.Namespace == "" {
+			key.Namespace = it.namespace
+		}
+	}
+	if it.name != key.Name || it.name == "" {
 		return fmt.Errorf("%s: response names %q", key, it.name)
 	}
 	err = m.write(func(ctx context.Context) error { return m.st.PutObject(ctx, key, it.object()) })

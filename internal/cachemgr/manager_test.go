@@ -369,7 +369,16 @@ func TestCacheable(t *testing.T) {
 		{kubeletUA, "GET", "/api/v1/namespaces/a/pods/p/status", true},
 		{kubeletUA, "GET", "/api/v1/namespaces/a/pods/p/log", false},
 		{kubeletUA, "GET", "/api/v1/namespaces/a/pods/p/exec", false},
-		{kubeletUA, "POST", "/api/v1/namespaces/a/pods", false},
+		{kubeletUA, "POST", "/api/v1/namespaces/a/pods", true},
+		{kubeletUA, "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", true},
+		{kubeletUA, "PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n", true},
+		{kubeletUA, "PATCH", "/api/v1/namespaces/a/pods/p/status", true},
+		{kubeletUA, "POST", "/api/v1/namespaces/a/pods/p/eviction", false},
+		{kubeletUA, "POST", "/api/v1/namespaces/a/serviceaccounts/default/token", false},
+		{kubeletUA, "POST", "/api/v1/namespaces/a/events", false},
+		{kubeletUA, "PATCH", "/apis/events.k8s.io/v1/namespaces/a/events/e", false},
+		{kubeletUA, "GET", "/api/v1/namespaces/a/events/e", true},
+		{kubeletUA, "DELETE", "/api/v1/namespaces/a/pods/p", false},
 		{kubeletUA, "GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests", false},
 		{kubeletUA, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", false},
 		{kubeletUA, "GET", "/version", true},
@@ -517,5 +526,58 @@ func TestNextPageBeforePreviousPageDecoded(t *testing.T) {
 	got, li := listView(t, st, ListKeyFor(info1))
 	if len(got) != 2 || li.ResourceVersion != 50 {
 		t.Fatalf("paged view = %v %+v", got, li)
+	}
+}
+
+// TestWriteResponsesKept: the object a create, update or patch returns is kept like a
+// GET's (kubelet creates its Lease and CSINode and never reads them while online, then
+// needs them offline), except events and dry runs.
+func TestWriteResponsesKept(t *testing.T) {
+	m, st := newMgr(t, Options{})
+	ctx := context.Background()
+	send := func(method, rawURL string, body []byte) *requestinfo.Info {
+		t.Helper()
+		info, resp := response(t, kubeletUA, rawURL, "application/json", body, nil)
+		resp.Request.Method = method
+		info, err := requestinfo.New().Parse(resp.Request)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.StatusCode = http.StatusCreated
+		m.CacheResponse(info, resp)
+		drain(t, m, resp, body)
+		return info
+	}
+	lease := []byte(`{"kind":"Lease","apiVersion":"coordination.k8s.io/v1","metadata":{"name":"n1","namespace":"kube-node-lease","resourceVersion":"41"},"spec":{"holderIdentity":"n1"}}`)
+	send(http.MethodPost, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
+	leaseKey := store.ObjectKey{Component: "kubelet", Resource: store.Resource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}, Namespace: "kube-node-lease", Name: "n1"}
+	if o, err := st.GetObject(ctx, leaseKey); err != nil || o.ResourceVersion != 41 || !bytes.Equal(o.Data, lease) {
+		t.Fatalf("created Lease kept as %+v, %v", o, err)
+	}
+	lease2 := bytes.Replace(lease, []byte(`"41"`), []byte(`"57"`), 1)
+	send(http.MethodPut, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1", lease2)
+	if o, err := st.GetObject(ctx, leaseKey); err != nil || o.ResourceVersion != 57 {
+		t.Fatalf("updated Lease kept as %+v, %v", o, err)
+	}
+	csinode := []byte(`{"kind":"CSINode","apiVersion":"storage.k8s.io/v1","metadata":{"name":"n1","resourceVersion":"60"},"spec":{"drivers":null}}`)
+	info := send(http.MethodPost, "/apis/storage.k8s.io/v1/csinodes", csinode)
+	key := ObjectKeyFor(info)
+	key.Name = "n1"
+	if o, err := st.GetObject(ctx, key); err != nil || o.ResourceVersion != 60 {
+		t.Fatalf("created CSINode kept as %+v, %v", o, err)
+	}
+	ev := []byte(`{"kind":"Event","apiVersion":"v1","metadata":{"name":"e1","namespace":"a","resourceVersion":"61"}}`)
+	info = send(http.MethodPost, "/api/v1/namespaces/a/events", ev)
+	key = ObjectKeyFor(info)
+	key.Name = "e1"
+	if _, err := st.GetObject(ctx, key); err == nil {
+		t.Fatal("an event kubelet created online was cached")
+	}
+	dry := bytes.Replace(csinode, []byte(`"n1"`), []byte(`"n2"`), 1)
+	info = send(http.MethodPost, "/apis/storage.k8s.io/v1/csinodes?dryRun=All", dry)
+	key = ObjectKeyFor(info)
+	key.Name = "n2"
+	if _, err := st.GetObject(ctx, key); err == nil {
+		t.Fatal("a dry-run create was cached")
 	}
 }

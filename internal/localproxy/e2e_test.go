@@ -203,6 +203,15 @@ func TestOffline(t *testing.T) {
 	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{"https://kubernetes.default.svc"}, ExpirationSeconds: ptr.To(int64(3600))}}
 	onlineToken, err := kubeletCS.CoreV1().ServiceAccounts(appNS).CreateToken(ctx, "app", tr, metav1.CreateOptions{})
 	must(t, err)
+	// What kubelet asks for a kube-api-access volume: no audiences. The apiserver
+	// answers with its default audiences filled in; offline the same question must
+	// find the token (it was filed under the answer's audiences only, once).
+	trDefault := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3607))}}
+	defaultToken, err := kubeletCS.CoreV1().ServiceAccounts(appNS).CreateToken(ctx, "app", trDefault, metav1.CreateOptions{})
+	must(t, err)
+	if len(defaultToken.Spec.Audiences) == 0 {
+		t.Fatalf("the apiserver answered a TokenRequest without audiences with none filled in: %+v", defaultToken.Spec)
+	}
 	time.Sleep(2 * time.Second) // let the cache manager commit what it teed (Wait would wait for the open watches)
 
 	// Cut the cloud.
@@ -291,6 +300,10 @@ func TestOffline(t *testing.T) {
 		got, err := kubeletCS.CoreV1().ServiceAccounts(appNS).CreateToken(ctx, "app", tr, metav1.CreateOptions{})
 		if err != nil || got.Status.Token != onlineToken.Status.Token {
 			t.Fatalf("token request offline: want the token seen online, got %v", err)
+		}
+		got, err = kubeletCS.CoreV1().ServiceAccounts(appNS).CreateToken(ctx, "app", trDefault, metav1.CreateOptions{})
+		if err != nil || got.Status.Token != defaultToken.Status.Token {
+			t.Fatalf("token request without audiences offline (kubelet's kube-api-access volume): want the token seen online for the same request, got %v", err)
 		}
 		tr2 := tr.DeepCopy()
 		tr2.Spec.Audiences = []string{"other"}

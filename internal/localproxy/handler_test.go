@@ -403,6 +403,16 @@ func TestOfflineWrites(t *testing.T) {
 		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "unreachable") {
 			t.Fatalf("pod create: want 503, got %v", err)
 		}
+		// A create of an object the component has cached gets the apiserver's answer
+		// for an existing name (kubelet registering its node again after a restart).
+		_, err = kubelet.CoreV1().Pods("ns1").Create(ctx, testPod("ns1", "pod-00001", testNode, 0, nil), metav1.CreateOptions{})
+		if !apierrors.IsAlreadyExists(err) || !strings.Contains(err.Error(), "nothing was created") {
+			t.Fatalf("create of a cached pod: want 409 AlreadyExists, got %v", err)
+		}
+		_, err = s.client(t, "kube-proxy", proto).CoreV1().Pods("ns1").Create(ctx, testPod("ns1", "pod-00001", testNode, 0, nil), metav1.CreateOptions{})
+		if !apierrors.IsServiceUnavailable(err) {
+			t.Fatalf("create of an object another component has cached: want 503, got %v", err)
+		}
 		p, _ = kubelet.CoreV1().Pods("ns1").Get(ctx, "pod-00001", metav1.GetOptions{})
 		p.Labels = map[string]string{"changed": "yes"}
 		if _, err := kubelet.CoreV1().Pods("ns1").Update(ctx, p, metav1.UpdateOptions{}); !apierrors.IsServiceUnavailable(err) {

@@ -72,15 +72,19 @@ func (c *tokenCacher) CacheResponse(info *requestinfo.Info, resp *http.Response)
 		// serves plain objects only: keep such responses out of the cache.
 		return
 	}
-	if info != nil && info.IsResourceRequest && info.Verb == "create" && info.APIGroup == "" &&
-		info.Resource == "serviceaccounts" && info.Subresource == "token" && info.Component != "" &&
+	if requestinfo.IsTokenRequest(info) && info.Component != "" &&
 		resp != nil && resp.Body != nil && resp.StatusCode/100 == 2 && resp.Header.Get("Content-Encoding") == "" {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		if err == nil {
 			ct := resp.Header.Get("Content-Type")
-			go c.h.recordToken(info, ct, body)
+			var asked []byte
+			var askedType string
+			if resp.Request != nil {
+				asked, askedType = requestinfo.BodyFrom(resp.Request.Context()), resp.Request.Header.Get("Content-Type")
+			}
+			go c.h.recordToken(info, ct, body, askedType, asked)
 		}
 	}
 	if c.next != nil {
@@ -100,7 +104,12 @@ func asksTransformed(accept string) bool {
 	return false
 }
 
-func (h *Handler) recordToken(info *requestinfo.Info, contentType string, body []byte) {
+// recordToken keeps a TokenRequest answer under the audiences the client asked for
+// (askedBody, the request the proxy kept) and under the audiences of the answer. They
+// differ whenever the client asks for none: kubelet's kube-api-access volumes do, and
+// the apiserver answers with its own audiences (--api-audiences, by default the
+// service-account issuer) filled in. Offline, the same request must find the token.
+func (h *Handler) recordToken(info *requestinfo.Info, contentType string, body []byte, askedType string, askedBody []byte) {
 	tr, err := decodeTokenRequest(body, contentType)
 	if err != nil || tr.Status.Token == "" {
 		h.log.Debug("token response not recorded", slog.Any("err", err))
@@ -110,11 +119,22 @@ func (h *Handler) recordToken(info *requestinfo.Info, contentType string, body [
 	if err != nil {
 		return
 	}
-	key := tokenKey(info.Component, info.Namespace, info.Name, tr.Spec.Audiences)
+	keys := []store.ObjectKey{tokenKey(info.Component, info.Namespace, info.Name, tr.Spec.Audiences)}
+	if askedBody != nil {
+		asked, err := decodeTokenRequest(askedBody, askedType)
+		if err != nil {
+			h.log.Debug("TokenRequest body not understood; the token is kept under the answer's audiences only", slog.Any("err", err))
+		} else if k := tokenKey(info.Component, info.Namespace, info.Name, asked.Spec.Audiences); k != keys[0] {
+			keys = append(keys, k)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.st.PutObject(ctx, key, store.Object{Namespace: key.Namespace, Name: key.Name, Encoding: store.EncodingJSON, Data: doc}); err != nil {
-		h.log.Warn("service-account token not recorded for offline use", slog.String("serviceaccount", info.Namespace+"/"+info.Name), slog.Any("err", err))
+	for _, key := range keys {
+		if err := h.st.PutObject(ctx, key, store.Object{Namespace: key.Namespace, Name: key.Name, Encoding: store.EncodingJSON, Data: doc}); err != nil {
+			h.log.Warn("service-account token not recorded for offline use", slog.String("serviceaccount", info.Namespace+"/"+info.Name), slog.Any("err", err))
+			return
+		}
 	}
 }
 

@@ -58,8 +58,57 @@ func (h *Handler) serveCreate(w http.ResponseWriter, r *http.Request, info *requ
 	case isEvents(info):
 		h.createEvent(w, r, info)
 	default:
+		h.createExisting(w, r, info)
+	}
+}
+
+// createExisting answers a create offline. Nothing is created, but a create of an
+// object this component already has in its cache gets the apiserver's own answer,
+// 409 AlreadyExists: kubelet registers its node (and creates its CSINode and Lease)
+// on every start, and on AlreadyExists reads the object and carries on, where any
+// other error makes it retry and log for as long as the outage lasts. Anything else
+// is a 503 that says creates wait for the cloud.
+func (h *Handler) createExisting(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) {
+	refuse := func() {
 		writeStatus(w, r, unavailable(info, "creates are not applied offline (only events are kept); retry when the cloud is reachable"))
 	}
+	if info.Subresource != "" {
+		refuse()
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeStatus(w, r, badRequest(err.Error()))
+		return
+	}
+	doc, err := bodyToJSON(body, r.Header.Get("Content-Type"))
+	if err != nil {
+		refuse() // the apiserver may understand what the cache cannot: no verdict
+		return
+	}
+	var m struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(doc, &m) != nil || m.Metadata.Name == "" {
+		refuse() // generateName: a new name, which only the cloud can create
+		return
+	}
+	key := cachemgr.ObjectKeyFor(info)
+	key.Name = m.Metadata.Name
+	if key.Namespace == "" {
+		key.Namespace = m.Metadata.Namespace
+	}
+	if _, err := h.st.GetObject(r.Context(), key); err != nil {
+		refuse()
+		return
+	}
+	st := apierrors.NewAlreadyExists(schema.GroupResource{Group: info.APIGroup, Resource: info.Resource}, m.Metadata.Name).ErrStatus
+	st.Message += " (yurthub: answered from this node's cache while the cloud kube-apiserver is unreachable; nothing was created)"
+	h.log.Debug("create of a cached object answered AlreadyExists offline", slog.String("request", info.String()), slog.String("name", m.Metadata.Name))
+	writeStatus(w, r, &st)
 }
 
 func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) {

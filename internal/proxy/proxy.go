@@ -30,11 +30,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -189,6 +191,10 @@ func stateFrom(ctx context.Context) *reqState {
 	return st
 }
 
+// maxKeptBody bounds a request body kept for the cache (requestinfo.WithBody); a
+// TokenRequest is a few hundred bytes.
+const maxKeptBody = 64 << 10
+
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, err := p.parser.Parse(r)
@@ -244,6 +250,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer stop()
 	}
 	ctx = context.WithValue(ctx, ctxKey{}, st)
+	if requestinfo.IsTokenRequest(info) && r.Body != nil && r.Body != http.NoBody {
+		// Kept for the offline token cache, which files the answer under what was
+		// asked (the apiserver fills in its default audiences in the answer).
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxKeptBody+1))
+		if err != nil {
+			writeStatus(w, r, &apierrors.NewBadRequest("yurthub: reading the TokenRequest body: "+err.Error()).ErrStatus, 0)
+			return
+		}
+		if len(body) <= maxKeptBody {
+			ctx = requestinfo.WithBody(ctx, body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		} else {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		}
+	}
 	cw := &countingWriter{ResponseWriter: w}
 	p.rp.ServeHTTP(cw, r.WithContext(ctx))
 	m.ProxyTraffic.WithLabelValues(info.Component, info.Verb, info.Resource, info.Subresource).Add(float64(cw.n))

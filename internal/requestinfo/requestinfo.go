@@ -300,3 +300,26 @@ func From(ctx context.Context) *Info {
 	info, _ := ctx.Value(ctxKey{}).(*Info)
 	return info
 }
+
+type bodyKey struct{}
+
+// IsTokenRequest reports whether info is a service-account TokenRequest (create
+// serviceaccounts/<name>/token), the one request whose body the proxy keeps (see
+// WithBody): the apiserver fills in defaults (its audiences) in the answer, so the
+// hub must know what was asked to answer the same question offline.
+func IsTokenRequest(info *Info) bool {
+	return info != nil && info.IsResourceRequest && info.Verb == "create" && info.APIGroup == "" &&
+		info.Resource == "serviceaccounts" && info.Subresource == "token"
+}
+
+// WithBody returns ctx carrying a copy of the request body the proxy read before
+// forwarding it (only small bodies, only where IsTokenRequest).
+func WithBody(ctx context.Context, body []byte) context.Context {
+	return context.WithValue(ctx, bodyKey{}, body)
+}
+
+// BodyFrom returns the body stored by WithBody, or nil.
+func BodyFrom(ctx context.Context) []byte {
+	b, _ := ctx.Value(bodyKey{}).([]byte)
+	return b
+}

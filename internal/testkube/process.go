@@ -26,6 +26,7 @@ type process struct {
 	name    string
 	path    string
 	args    []string
+	env     []string // added to the test's environment (nil: inherit it as is)
 	logPath string
 
 	mu      sync.Mutex
@@ -54,6 +55,9 @@ func (p *process) start() error {
 	p.logFrom = st.Size()
 	fmt.Fprintf(f, "==== testkube: %s starting %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)
+	if p.env != nil {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// If the test binary dies (panic on -timeout, SIGKILL), take the child with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -155,7 +155,7 @@ var binDir struct {
 	err error
 }
 
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl"}
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "kubemark"}
 
 // BinDir returns the directory holding etcd, kube-apiserver, kube-controller-manager and
 // kubectl: $YURTHUB_KUBE_BIN_DIR, or else what testdata/kube/build.sh prints (building
