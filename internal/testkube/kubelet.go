@@ -41,7 +41,7 @@ import (
 // (KubeletOptions.Server) that rewrites the header to the real kubelet's
 // "kubelet/<version> (linux/amd64) kubernetes/<commit>" and passes everything else
 // through as it comes (watch streams are flushed as they arrive). The forwarder also
-// writes one line per request (method, URL, status, duration) to kubelet-requests.log
+// writes one line per request (method, URL, status, time to the answer) to kubelet-requests.log
 // beside the kubelet's log, so a test can quote what the kubelet asked and what it got.
 
 // KubeletOptions configure a hollow kubelet.
@@ -181,6 +181,18 @@ func (c *Cluster) StartKubelet(t testing.TB, opts KubeletOptions) *Kubelet {
 		_ = k.fwd.Shutdown(sctx)
 		_ = k.fwd.Close()
 		k.reqLog.Close()
+		if dir := os.Getenv("YURTHUB_TEST_ARTIFACTS"); dir != "" {
+			// Keep the kubelet's logs past the test's temporary directory.
+			dst := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+			if err := os.MkdirAll(dst, 0o755); err == nil {
+				for _, f := range []string{k.proc.logPath, k.RequestLogPath()} {
+					if b, err := os.ReadFile(f); err == nil {
+						_ = os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644)
+					}
+				}
+				t.Logf("testkube: kubelet logs kept in %s", dst)
+			}
+		}
 		if t.Failed() {
 			t.Logf("testkube: last lines of %s:\n%s", k.proc.logPath, k.proc.logTail(60))
 		}
@@ -217,10 +229,10 @@ func (k *Kubelet) startForwarder(target *url.URL) error {
 	}
 	k.fwd = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w}
+			rec := &statusRecorder{ResponseWriter: w, start: time.Now()}
+			rec.logged = func(code int, d time.Duration) { k.logRequest(r, code, d) }
 			rp.ServeHTTP(rec, r)
-			k.logRequest(r, rec.code, time.Since(start))
+			rec.log(0) // no answer at all (the upstream connection failed)
 		}),
 		ReadHeaderTimeout: 30 * time.Second,
 	}
@@ -228,22 +240,29 @@ func (k *Kubelet) startForwarder(target *url.URL) error {
 	return nil
 }
 
+// statusRecorder logs a request once, when its answer starts (so a watch is logged
+// when it is answered, not when it ends), with the time to that answer.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	start  time.Time
+	logged func(code int, d time.Duration)
+	done   bool
+}
+
+func (s *statusRecorder) log(code int) {
+	if !s.done {
+		s.done = true
+		s.logged(code, time.Since(s.start))
+	}
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
+	s.log(code)
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
+	s.log(http.StatusOK)
 	return s.ResponseWriter.Write(b)
 }
 
@@ -352,4 +371,15 @@ func (k *Kubelet) WaitLog(ctx context.Context, subs ...string) (string, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+var rootDirRE = regexp.MustCompile(`Using (\S+) as root dir for hollow-kubelet`)
+
+// RootDir is the current run's kubelet root directory (pods/<uid>/volumes/... hold what
+// the volume plugins wrote), or "" before the kubelet has logged it.
+func (k *Kubelet) RootDir() string {
+	if m := rootDirRE.FindStringSubmatch(k.Log()); m != nil {
+		return m[1]
+	}
+	return ""
 }
