@@ -186,7 +186,7 @@ func findBinDir(t testing.TB) (string, error) {
 		return dir, check(dir, "YURTHUB_KUBE_BIN_DIR")
 	}
 	script := filepath.Join(testenv.RepoRoot(t), "testdata", "kube", "build.sh")
-	t.Logf("testkube: YURTHUB_KUBE_BIN_DIR is unset; running %s (a first build takes about 6 minutes)", script)
+	t.Logf("testkube: YURTHUB_KUBE_BIN_DIR is unset; running %s (a first build takes about 10 minutes)", script)
 	var out bytes.Buffer
 	cmd := exec.Command(script)
 	cmd.Stdout = &out
