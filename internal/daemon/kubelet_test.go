@@ -77,9 +77,13 @@ func TestKubeletNodeLifecycle(t *testing.T) {
 	lc.waitRequest(restarted, "PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"+node, 200, 40*time.Second)
 	lc.noKill()
 
-	// --- the kubelet restarts offline with an empty runtime (a reboot).
+	// --- the node reboots offline: the kubelet dies, the hub restarts, and the kubelet
+	// starts again with an empty runtime and an empty root directory.
 	lc.step = "kubelet restarted offline"
 	k.Kill(t)
+	stopHub()
+	_, stopHub = startDaemon(t, cfg)
+	waitReady(t, cfg)
 	rebooted := time.Now()
 	k.Start(t)
 	hubKubelet := kubernetes.NewForConfigOrDie(kubeletRESTConfig(c, hubURL))
