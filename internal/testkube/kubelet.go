@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -216,6 +218,8 @@ func (k *Kubelet) startForwarder(target *url.URL) error {
 			pr.Out.Header.Set("User-Agent", k.opts.UserAgent)
 		},
 		FlushInterval: -1, // watch streams: every write goes out at once
+		// A watch cut by a hub restart is what the test does on purpose, not news.
+		ErrorLog: log.New(io.Discard, "", 0),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// What the kubelet would see with nothing listening: a failed connection.
 			if hj, ok := w.(http.Hijacker); ok {
