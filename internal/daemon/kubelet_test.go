@@ -37,7 +37,7 @@ func TestKubeletNodeLifecycle(t *testing.T) {
 	cfg := kubeletHubConfig(t, c, node, t.TempDir())
 	_, stopHub := startDaemon(t, cfg)
 	hubURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ProxyPort))
-	waitReady(t, cfg)
+	waitHubReady(t, cfg)
 	k := c.StartKubelet(t, testkube.KubeletOptions{Node: node, Server: hubURL})
 	lc := &lifecycle{t: t, k: k, admin: admin, node: node}
 
@@ -53,7 +53,7 @@ func TestKubeletNodeLifecycle(t *testing.T) {
 	pod, err := admin.CoreV1().Pods("default").Create(ctx, lifecyclePod(node), metav1.CreateOptions{})
 	lc.must(err)
 	lc.waitPodRunning(pod, 60*time.Second, admin)
-	lc.checkVolumes(pod)
+	onlineToken := lc.checkVolumes(pod)
 	// A node up for more than a moment: kubelet renews its own Lease (its first try
 	// is skipped while its Node does not exist yet, so this takes up to 10 s).
 	lc.waitRequest(time.Time{}, "PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"+node, 200, 30*time.Second)
@@ -72,7 +72,7 @@ func TestKubeletNodeLifecycle(t *testing.T) {
 	lc.step = "hub restarted offline"
 	stopHub()
 	_, stopHub = startDaemon(t, cfg)
-	waitReady(t, cfg)
+	waitHubReady(t, cfg)
 	restarted := time.Now()
 	lc.waitRequest(restarted, "PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"+node, 200, 40*time.Second)
 	lc.noKill()
@@ -83,13 +83,17 @@ func TestKubeletNodeLifecycle(t *testing.T) {
 	k.Kill(t)
 	stopHub()
 	_, stopHub = startDaemon(t, cfg)
-	waitReady(t, cfg)
+	waitHubReady(t, cfg)
 	rebooted := time.Now()
 	k.Start(t)
 	hubKubelet := kubernetes.NewForConfigOrDie(kubeletRESTConfig(c, hubURL))
 	lc.waitOfflinePodRunning(pod, hubKubelet, rebooted, 30*time.Second)
 	t.Logf("kubelet restarted offline: pod running again %.1fs after the restart", time.Since(rebooted).Seconds())
-	lc.checkVolumes(pod)
+	if tok := lc.checkVolumes(pod); tok != onlineToken {
+		// The hub hands back the token the cloud issued for the same request (kubelet
+		// asks with no audiences), not a placeholder, while that token is valid.
+		lc.failf("the token mounted after the reboot is not the one the cloud issued online (%d vs %d bytes)", len(tok), len(onlineToken))
+	}
 	lc.waitRequest(rebooted, "PATCH", "/api/v1/namespaces/default/pods/"+pod.Name+"/status", 200, 10*time.Second)
 	lc.waitRequest(rebooted, "PATCH", "/api/v1/nodes/"+node+"/status", 200, 10*time.Second)
 	lc.quote("pod ADD from the hub", "SyncLoop ADD", pod.Name)
@@ -159,7 +163,7 @@ func kubeletHubConfig(t *testing.T, c *testkube.Cluster, node, root string) *con
 	return cfg
 }
 
-func waitReady(t *testing.T, cfg *config.Config) {
+func waitHubReady(t *testing.T, cfg *config.Config) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -348,8 +352,8 @@ func (lc *lifecycle) waitCloudStatus(pod *corev1.Pod, cs kubernetes.Interface, o
 
 // checkVolumes reads what the kubelet's volume plugins wrote for the pod in the
 // current run's root directory: the ConfigMap and Secret data and a service-account
-// token with the cluster CA beside it.
-func (lc *lifecycle) checkVolumes(pod *corev1.Pod) {
+// token with the cluster CA beside it. It returns the token.
+func (lc *lifecycle) checkVolumes(pod *corev1.Pod) string {
 	lc.t.Helper()
 	root := lc.k.RootDir()
 	if root == "" {
@@ -371,12 +375,14 @@ func (lc *lifecycle) checkVolumes(pod *corev1.Pod) {
 	if got := read("kubernetes.io~secret/secret/password"); got != "s3cr3t" {
 		lc.failf("Secret volume: %q", got)
 	}
-	if tok := read("kubernetes.io~projected/kube-api-access-*/token"); strings.Count(tok, ".") != 2 {
+	tok := read("kubernetes.io~projected/kube-api-access-*/token")
+	if strings.Count(tok, ".") != 2 {
 		lc.failf("service-account token: %q", tok)
 	}
 	if ca := read("kubernetes.io~projected/kube-api-access-*/ca.crt"); !strings.Contains(ca, "BEGIN CERTIFICATE") {
 		lc.failf("kube-root-ca.crt in the token volume: %q", ca)
 	}
+	return tok
 }
 
 // waitRequest waits until the kubelet has sent method path (prefix) after since and
