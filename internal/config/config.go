@@ -245,6 +245,12 @@ func flagErr(flag, value, format string, args ...any) error {
 // bootstrapTokenRE is a kubeadm bootstrap token: <id>.<secret>.
 var bootstrapTokenRE = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
 
+// ValidJoinToken reports whether s has the form of a bootstrap token.
+func ValidJoinToken(s string) bool { return bootstrapTokenRE.MatchString(s) }
+
+// JoinTokenFile is where a join token set through POST /v1/token is kept.
+func (c *Config) JoinTokenFile() string { return filepath.Join(c.RootDir, "join-token") }
+
 // Link-local ranges the dummy IP must stay out of: 169.254.31.0/24 is used by
 // OpenYurt's edge tunnel and 169.254.1.1 by Calico's default gateway.
 var (
