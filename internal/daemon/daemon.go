@@ -102,6 +102,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	netw.register(on.metrics.Registry)
 	if local != nil {
 		local.SetCloudHealthy(on.lb.AnyHealthy)
+		on.metrics.RegisterPlaceholderTokens(localproxy.PlaceholderTokens)
 	}
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {

@@ -141,3 +141,11 @@ func (m *Metrics) RegisterCertificates(kinds []string, notAfter func(kind string
 		)
 	}
 }
+
+// RegisterPlaceholderTokens exports how many placeholder service-account tokens the
+// offline path handed out (localproxy.PlaceholderTokens).
+func (m *Metrics) RegisterPlaceholderTokens(n func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem,
+		Name: "offline_placeholder_tokens_total", Help: "placeholder service-account tokens handed out offline (not signed by the cluster)"},
+		func() float64 { return float64(n()) }))
+}
