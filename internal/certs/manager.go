@@ -167,6 +167,10 @@ func (m *Manager) Start(ctx context.Context) {
 	go func() { defer m.wg.Done(); m.loop(ctx, m.server) }()
 }
 
+// Retry makes a client-certificate request that is waiting out a backoff try again
+// now (the bootstrap credentials changed: POST /v1/token).
+func (m *Manager) Retry() { m.client.poke() }
+
 // Wait returns once the goroutines of Start have ended.
 func (m *Manager) Wait() { m.wg.Wait() }
 

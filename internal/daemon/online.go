@@ -149,7 +149,13 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	}
 	if o.certMgr != nil {
 		o.metrics.RegisterCertificates([]string{certs.KindClient, certs.KindServer}, o.certMgr.NotAfter, o.certMgr.Rotations)
-		hub.Handle("/v1/token", hubserver.TokenHandler(log, config.ValidJoinToken, bootstrap.SetJoinToken))
+		hub.Handle("/v1/token", hubserver.TokenHandler(log, config.ValidJoinToken, func(token string) error {
+			if err := bootstrap.SetJoinToken(token); err != nil {
+				return err
+			}
+			o.certMgr.Retry()
+			return nil
+		}))
 	} else {
 		hub.Handle("/v1/token", hubserver.TokenHandler(log, config.ValidJoinToken, func(string) error {
 			return errors.New("this hub runs with --bootstrap-mode=kubeletcertificate: it uses kubelet's certificate and keeps no join token")
