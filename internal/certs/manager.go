@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -134,6 +135,9 @@ func NewManager(opts ManagerOptions) *Manager {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 32 * time.Second
+	}
+	if len(opts.ServingIPs) == 0 {
+		opts.ServingIPs = []net.IP{net.IPv4(127, 0, 0, 1)} // the signer wants one SAN at least
 	}
 	m := &Manager{
 		opts:   opts,
@@ -344,8 +348,9 @@ func (m *Manager) loop(ctx context.Context, s *slot) {
 			continue
 		}
 		s.mu.Lock()
-		repeat := s.lastErr == err.Error()
-		s.lastErr = err.Error()
+		key := csrName.ReplaceAllString(err.Error(), "<csr>") // the same failure of another CSR is a repeat
+		repeat := s.lastErr == key
+		s.lastErr = key
 		s.state = err.Error()
 		s.mu.Unlock()
 		if repeat {
@@ -364,6 +369,9 @@ func (m *Manager) loop(ctx context.Context, s *slot) {
 }
 
 var errWaitClient = errors.New("no client certificate yet")
+
+// csrName matches the names of the hub's CSRs (GenerateName "yurthub-<kind>-").
+var csrName = regexp.MustCompile(`yurthub-(client|server)-[a-z0-9]+`)
 
 // fits reports whether c can stay: signed by the current CA and carrying what the
 // template asks (so a changed --hub-cert-organizations or node IP gets a new one).

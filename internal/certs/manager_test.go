@@ -70,11 +70,12 @@ func TestManagerWaitsForApproval(t *testing.T) {
 	}
 	t.Logf("approved: client certificate in use %s after approval, no restart", time.Since(approved).Round(time.Millisecond))
 	for {
-		if _, err := m.ServingCertificate(); err == nil {
+		_, err := m.ServingCertificate()
+		if err == nil {
 			break
 		}
 		if time.Since(approved) > 60*time.Second {
-			t.Fatalf("no serving certificate: %v", err)
+			t.Fatalf("no serving certificate: %v\n%s", err, logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
