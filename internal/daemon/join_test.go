@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -178,18 +179,25 @@ func leaf(t *testing.T, path string) *x509.Certificate {
 func checkJoined(t *testing.T, c *testkube.Cluster, cfg *config.Config) {
 	t.Helper()
 	ctx := context.Background()
-	n, err := kubeletThroughHub(cfg).CoreV1().Nodes().Get(ctx, joinNode, metav1.GetOptions{})
-	if err != nil || n.Name != joinNode {
-		t.Fatalf("GET node through the hub: %v", err)
-	}
+	// The health checker marks the cloud healthy after two good probes with the new
+	// certificate (200 ms apart).
+	waitUntil(t, 15*time.Second, "GET node through the hub", func() error {
+		_, err := kubeletThroughHub(cfg).CoreV1().Nodes().Get(ctx, joinNode, metav1.GetOptions{})
+		return err
+	})
 	pki := cfg.PKIDir()
 	client := leaf(t, filepath.Join(pki, certs.ClientCertFile))
-	if client.Subject.CommonName != "system:node:"+joinNode || strings.Join(client.Subject.Organization, ",") != "system:nodes,openyurt:yurthub,org-a" {
+	orgs := slices.Sorted(slices.Values(client.Subject.Organization))
+	if client.Subject.CommonName != "system:node:"+joinNode || strings.Join(orgs, ",") != "openyurt:yurthub,org-a,system:nodes" {
 		t.Fatalf("client certificate subject %v", client.Subject)
 	}
 	if _, err := client.Verify(x509.VerifyOptions{Roots: c.CAPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("client certificate not from the cluster CA: %v", err)
 	}
+	waitUntil(t, 30*time.Second, "the serving certificate", func() error {
+		_, err := os.Stat(filepath.Join(pki, certs.ServerCertFile))
+		return err
+	})
 	server := leaf(t, filepath.Join(pki, certs.ServerCertFile))
 	if _, err := server.Verify(x509.VerifyOptions{Roots: c.CAPool(), DNSName: "127.0.0.1"}); err != nil {
 		t.Fatalf("serving certificate: %v", err)
