@@ -78,7 +78,8 @@ type Options struct {
 	// cluster CA. Start then waits until the "default" service account exists.
 	ControllerManager bool
 	// CSRSigningDuration is kube-controller-manager's --cluster-signing-duration, the
-	// lifetime of the certificates it signs (default: its own, one year). Its signer
+	// lifetime of the certificates it signs (default: its own, one year, cut at the
+	// harness CA's expiry, 24h). Its signer
 	// backdates NotBefore by 5 minutes, and a client rotating at 70-90% of
 	// NotAfter-NotBefore (kubelet, the hub) rotates 0.7*(d+5m)-5m to 0.9*(d+5m)-5m after
 	// issue: with 2m30s, every 15 s to 105 s. Below about 2m10s that is "at once".
