@@ -380,6 +380,10 @@ func TestJoinRotation(t *testing.T) {
 	}
 	mkPod("before")
 	kubelet := kubeletThroughHub(cfg)
+	waitUntil(t, 15*time.Second, "the cloud marked healthy with the hub's certificate", func() error {
+		_, err := kubelet.CoreV1().Nodes().Get(ctx, joinNode, metav1.GetOptions{})
+		return err
+	})
 	inf, watchErrs, done := podInformer(t, kubelet)
 	defer close(done)
 
