@@ -443,6 +443,13 @@ func (m *Manager) adoptCA(ca []byte, log *slog.Logger) {
 		log.Info("cluster CA written", slog.String("file", m.caFile), slog.String("pin", pinsOf(ca)))
 		return
 	}
+	if own, _ := m.client.current(); own != nil && signedBy(own.Leaf, ca) {
+		// Another bundle (a CA added for a rotation, other bytes) that still signs our
+		// certificate: nothing to request again.
+		log.Info("cluster CA bundle updated; the hub's certificate is signed by it", slog.String("file", m.caFile),
+			slog.String("old_ca", pinsOf(old)), slog.String("new_ca", pinsOf(ca)))
+		return
+	}
 	log.Warn("the cluster CA changed under this node (the cluster was rebuilt, or the node joined another one): "+
 		"the bootstrap credentials prove the new CA, so the hub drops its certificates of the old CA and requests new ones",
 		slog.String("old_ca", pinsOf(old)), slog.String("new_ca", pinsOf(ca)), slog.String("file", m.caFile))
@@ -454,6 +461,16 @@ func (m *Manager) adoptCA(ca []byte, log *slog.Logger) {
 		s.setState("the cluster CA changed; a new certificate is being requested")
 		s.poke()
 	}
+}
+
+// signedBy reports whether c chains to a CA in caPEM.
+func signedBy(c *x509.Certificate, caPEM []byte) bool {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return false
+	}
+	_, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
 }
 
 func pinsOf(caPEM []byte) string {
