@@ -2,8 +2,8 @@ package certs
 
 import (
 	"bytes"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"os"

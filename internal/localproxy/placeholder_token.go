@@ -85,13 +85,13 @@ func placeholderJWT(namespace, sa string, audiences []string, iat, exp time.Time
 		return "", err
 	}
 	claims, err := json.Marshal(map[string]any{
-		"iss": PlaceholderIssuer,
-		"sub": "system:serviceaccount:" + namespace + ":" + sa,
-		"aud": audiences,
-		"iat": iat.Unix(),
-		"nbf": iat.Unix(),
-		"exp": exp.Unix(),
-		"jti": enc(nonce),
+		"iss":                             PlaceholderIssuer,
+		"sub":                             "system:serviceaccount:" + namespace + ":" + sa,
+		"aud":                             audiences,
+		"iat":                             iat.Unix(),
+		"nbf":                             iat.Unix(),
+		"exp":                             exp.Unix(),
+		"jti":                             enc(nonce),
 		"yurthub.openyurt.io/placeholder": "issued offline by yurthub because the cloud apiserver was unreachable; not valid for any apiserver",
 	})
 	if err != nil {
