@@ -195,10 +195,15 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		o.metrics.ServerHealthy.WithLabelValues(b.String()).Set(v)
 	}
 	o.health = healthcheck.New(o.lb, o.certs, healthcheck.Options{
+		// healthcheck's own transport, dialled through the rotation dialer.
 		NewBackendTransport: func() http.RoundTripper {
-			t := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
-			t.DialContext = o.dialer.DialContext
-			return t
+			return &http.Transport{
+				DialContext:         o.dialer.DialContext,
+				TLSClientConfig:     certs.UpstreamTLS(o.certs),
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 2,
+				IdleConnTimeout:     90 * time.Second,
+			}
 		},
 		NodeName:           cfg.NodeName,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
