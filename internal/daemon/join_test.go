@@ -178,13 +178,7 @@ func leaf(t *testing.T, path string) *x509.Certificate {
 // certificate, and every pki file 0600.
 func checkJoined(t *testing.T, c *testkube.Cluster, cfg *config.Config) {
 	t.Helper()
-	ctx := context.Background()
-	// The health checker marks the cloud healthy after two good probes with the new
-	// certificate (200 ms apart).
-	waitUntil(t, 15*time.Second, "GET node through the hub", func() error {
-		_, err := kubeletThroughHub(cfg).CoreV1().Nodes().Get(ctx, joinNode, metav1.GetOptions{})
-		return err
-	})
+	waitCloud(t, cfg)
 	pki := cfg.PKIDir()
 	client := leaf(t, filepath.Join(pki, certs.ClientCertFile))
 	orgs := slices.Sorted(slices.Values(client.Subject.Organization))
@@ -231,6 +225,17 @@ func checkJoined(t *testing.T, c *testkube.Cluster, cfg *config.Config) {
 	}
 	t.Logf("joined: client certificate serial %s (O=%s), serving certificate serial %s (IPs %v), files 0600: %d in %s",
 		client.SerialNumber.Text(16), strings.Join(client.Subject.Organization, ","), server.SerialNumber.Text(16), server.IPAddresses, len(entries), pki)
+}
+
+// waitCloud waits until a kubelet GET of its node through the hub is answered by the
+// cloud: the health checker marks it healthy after two good probes with the hub's new
+// certificate (200 ms apart).
+func waitCloud(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	waitUntil(t, 15*time.Second, "GET node through the hub", func() error {
+		_, err := kubeletThroughHub(cfg).CoreV1().Nodes().Get(context.Background(), joinNode, metav1.GetOptions{})
+		return err
+	})
 }
 
 func logLines(logs *testenv.LogBuffer, subs ...string) []string {
@@ -380,10 +385,7 @@ func TestJoinRotation(t *testing.T) {
 	}
 	mkPod("before")
 	kubelet := kubeletThroughHub(cfg)
-	waitUntil(t, 15*time.Second, "the cloud marked healthy with the hub's certificate", func() error {
-		_, err := kubelet.CoreV1().Nodes().Get(ctx, joinNode, metav1.GetOptions{})
-		return err
-	})
+	waitCloud(t, cfg)
 	inf, watchErrs, done := podInformer(t, kubelet)
 	defer close(done)
 
@@ -455,6 +457,7 @@ func TestJoinRecovery(t *testing.T) {
 	logs, stop := startDaemon(t, cfg)
 	waitReady(t, cfg, logs, 60*time.Second)
 	kubelet := kubeletThroughHub(cfg)
+	waitCloud(t, cfg)
 	if _, err := kubelet.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + joinNode}); err != nil {
 		t.Fatal(err)
 	}
