@@ -166,9 +166,35 @@ func NewManager(opts ManagerOptions) *Manager {
 // Start renews both certificates in the background until ctx ends; Wait waits for
 // that.
 func (m *Manager) Start(ctx context.Context) {
+	// A cluster rebuilt under the node: compare the CA the bootstrap credentials vouch
+	// for with ours now, while we may still hold a certificate of the old CA. A
+	// bootstrap file needs no network, so that check is done before anything uses the
+	// certificates; token discovery runs in the background (the cloud may be away).
+	local := m.opts.Bootstrap.Present() && m.opts.Bootstrap.File != ""
+	if local {
+		m.checkCA(ctx)
+	}
 	m.wg.Add(2)
-	go func() { defer m.wg.Done(); m.loop(ctx, m.client) }()
+	go func() {
+		defer m.wg.Done()
+		if !local && m.opts.Bootstrap.Present() {
+			m.checkCA(ctx)
+		}
+		m.loop(ctx, m.client)
+	}()
 	go func() { defer m.wg.Done(); m.loop(ctx, m.server) }()
+}
+
+// checkCA adopts the CA the bootstrap credentials prove, if they can be used now.
+func (m *Manager) checkCA(ctx context.Context) {
+	log := m.opts.Log.With(slog.String("kind", KindClient))
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, ca, err := m.opts.Bootstrap.Config(cctx, m.servers()); err == nil {
+		m.adoptCA(ca, log)
+	} else {
+		log.Debug("the cluster CA was not checked against the bootstrap credentials at start", slog.Any("err", err))
+	}
 }
 
 // Retry makes a client-certificate request that is waiting out a backoff try again
@@ -301,17 +327,6 @@ func serial(c *x509.Certificate) string {
 // loop keeps one certificate current until ctx ends.
 func (m *Manager) loop(ctx context.Context, s *slot) {
 	log := m.opts.Log.With(slog.String("kind", s.kind))
-	if s == m.client && m.opts.Bootstrap.Present() {
-		// A cluster rebuilt under the node: compare the CA the bootstrap credentials
-		// vouch for with ours now, while we may still hold a certificate of the old CA.
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		if _, ca, err := m.opts.Bootstrap.Config(cctx, m.servers()); err == nil {
-			m.adoptCA(ca, log)
-		} else {
-			log.Debug("the cluster CA was not checked against the bootstrap credentials at start", slog.Any("err", err))
-		}
-		cancel()
-	}
 	backoff := 2 * time.Second
 	for ctx.Err() == nil {
 		if c, deadline := s.current(); c != nil && m.fits(s, c) {

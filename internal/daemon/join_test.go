@@ -502,6 +502,14 @@ func TestJoinRecovery(t *testing.T) {
 	write(filepath.Join(cfg.PKIDir(), certs.CAFile), other.pem)
 	replaceCurrent(t, clientFile, makeCert(t, other.cert, other.key, "system:node:"+joinNode, []string{"system:nodes", "openyurt:yurthub", "org-a"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)))
 	logs, stop = startDaemon(t, cfg)
+	// Until the start-up check has compared the CA with the bootstrap credentials' (a
+	// few ms), the old pair looks consistent to the hub: wait for the verdict first.
+	waitUntil(t, 30*time.Second, "the CA change to be noticed", func() error {
+		if len(logLines(logs, "the cluster CA changed under this node")) == 0 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 	waitReady(t, cfg, logs, 90*time.Second)
 	changed := logLines(logs, "the cluster CA changed under this node")
 	if len(changed) != 1 {
