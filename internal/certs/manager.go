@@ -388,9 +388,9 @@ var errWaitClient = errors.New("no client certificate yet")
 // csrName matches the names of the hub's CSRs (GenerateName "yurthub-<kind>-").
 var csrName = regexp.MustCompile(`yurthub-(client|server)-[a-z0-9]+`)
 
-// fits reports whether c can stay: signed by the current CA and carrying what the
-// template asks (so a changed --hub-cert-organizations or node IP gets a new one).
-func (m *Manager) fits(s *slot, c *tls.Certificate) bool {
+// valid reports whether c is unexpired and signed by the current CA: good enough to
+// authenticate with (and to ask for its own successor).
+func (m *Manager) valid(c *tls.Certificate) bool {
 	if time.Now().After(c.Leaf.NotAfter) {
 		return false
 	}
@@ -398,6 +398,15 @@ func (m *Manager) fits(s *slot, c *tls.Certificate) bool {
 		if _, err := c.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			return false
 		}
+	}
+	return true
+}
+
+// fits reports whether c can stay: valid and carrying what the template asks (so a
+// changed --hub-cert-organizations or node IP gets a new one).
+func (m *Manager) fits(s *slot, c *tls.Certificate) bool {
+	if !m.valid(c) {
+		return false
 	}
 	want := m.subject(s)
 	if c.Leaf.Subject.CommonName != want.CommonName {
@@ -509,7 +518,7 @@ func (m *Manager) renew(ctx context.Context, s *slot, log *slog.Logger) error {
 	var cfg *rest.Config
 	via := "the hub's client certificate"
 	own, _ := m.client.current()
-	if own != nil && !m.fits(m.client, own) {
+	if own != nil && !m.valid(own) {
 		own = nil
 	}
 	switch {
