@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +83,37 @@ func TestManagerWaitsForApproval(t *testing.T) {
 	if m.Rotations(KindClient) != 1 || m.Rotations(KindServer) != 1 || m.NotAfter(KindClient).Before(time.Now()) {
 		t.Fatalf("rotations %d/%d, client expiry %s", m.Rotations(KindClient), m.Rotations(KindServer), m.NotAfter(KindClient))
 	}
+
+	// A restart with another --hub-cert-organizations and no bootstrap credentials left:
+	// the certificate no longer fits, so a new one is requested, authenticated by the
+	// current (still valid) one.
+	cancel()
+	m.Wait()
+	old, _ := m.ClientCertificate()
+	logs2 := &testenv.LogBuffer{}
+	m2 := NewManager(ManagerOptions{
+		PKIDir: m.opts.PKIDir, NodeName: "edge-1", Organizations: []string{"org-b"},
+		Servers: func() []string { return []string{c.URL()} },
+		Log:     slog.New(slog.NewTextHandler(logs2, nil)),
+	})
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	m2.Start(ctx2)
+	t.Cleanup(func() { cancel2(); m2.Wait() })
+	for {
+		cur, err := m2.ClientCertificate()
+		if err == nil && cur.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) != 0 {
+			if !slices.Contains(cur.Leaf.Subject.Organization, "org-b") {
+				t.Fatalf("new certificate without org-b: %v", cur.Leaf.Subject)
+			}
+			break
+		}
+		if time.Since(approved) > 90*time.Second {
+			t.Fatalf("no new certificate for the new organizations:\n%s", logs2.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(logs2.String(), `with="the hub's client certificate"`) {
+		t.Fatalf("the new certificate was not requested with the current one:\n%s", logs2.String())
+	}
+	t.Log("new --hub-cert-organizations: a new client certificate with org-b, requested with the current one (no bootstrap credentials)")
 }
