@@ -255,29 +255,24 @@ func logLines(logs *testenv.LogBuffer, subs ...string) []string {
 // TestJoinByBootstrapFile: yurtadm's way, a bootstrap kubeconfig; the CSRs are
 // approved like yurt-manager does.
 func TestJoinByBootstrapFile(t *testing.T) {
-	c, token := joinCluster(t, 0)
-	c.AutoApproveCSRs(t)
-	cfg := joinConfig(t, c, t.TempDir())
-	cfg.BootstrapFile = bootstrapFile(t, c, token)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs, stop := startDaemon(t, cfg)
-	took := waitReady(t, cfg, logs, 60*time.Second)
-	t.Logf("ready %s after start", took.Round(time.Millisecond))
-	checkJoined(t, c, cfg)
-	for _, l := range logLines(logs, "part=certs") {
-		t.Log(l)
-	}
-	stop()
+	testJoin(t, func(cfg *config.Config, c *testkube.Cluster, token string) {
+		cfg.BootstrapFile = bootstrapFile(t, c, token)
+	})
 }
 
 // TestJoinByToken: --join-token with the right CA pin.
 func TestJoinByToken(t *testing.T) {
+	testJoin(t, func(cfg *config.Config, c *testkube.Cluster, token string) {
+		cfg.JoinToken, cfg.DiscoveryTokenCACertHashes = token, []string{c.CACertHash()}
+	})
+}
+
+// testJoin starts a hub whose bootstrap credentials set gives, and checks it joins.
+func testJoin(t *testing.T, set func(cfg *config.Config, c *testkube.Cluster, token string)) {
 	c, token := joinCluster(t, 0)
 	c.AutoApproveCSRs(t)
 	cfg := joinConfig(t, c, t.TempDir())
-	cfg.JoinToken, cfg.DiscoveryTokenCACertHashes = token, []string{c.CACertHash()}
+	set(cfg, c, token)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -424,6 +419,31 @@ func TestJoinRotation(t *testing.T) {
 		t.Fatalf("GET node with the new certificate: %v", err)
 	}
 	time.Sleep(2 * time.Second) // the cache manager commits what it teed
+
+	// The cloud goes away before the next rotation: the hub tries, fails, waits, and
+	// rotates once the cloud is back, without a restart.
+	c.APIServer().Stop(t)
+	offline := time.Now()
+	waitUntil(t, 3*time.Minute, "a rotation attempt while the cloud is away", func() error {
+		if len(logLines(logs, "level=ERROR", "cannot obtain the hub's certificate", "kind=client")) == 0 {
+			return fmt.Errorf("no failed attempt yet")
+		}
+		return nil
+	})
+	failed := logLines(logs, "level=ERROR", "cannot obtain the hub's certificate", "kind=client")[0]
+	t.Logf("offline %.1fs, rotation attempt failed: %s", time.Since(offline).Seconds(), failed)
+	c.APIServer().Start(t)
+	back := time.Now()
+	var third *x509.Certificate
+	waitUntil(t, 90*time.Second, "the rotation once the cloud is back", func() error {
+		third = leaf(t, clientFile)
+		if third.SerialNumber.Cmp(second.SerialNumber) == 0 {
+			return fmt.Errorf("still serial %s", second.SerialNumber.Text(16))
+		}
+		return nil
+	})
+	t.Logf("cloud back: rotated %.1fs later, serial %s -> %s (the old one valid until %s)", time.Since(back).Seconds(),
+		second.SerialNumber.Text(16), third.SerialNumber.Text(16), second.NotAfter.UTC().Format(time.RFC3339))
 	stop()
 
 	// Offline restart with the (valid) certificates: ready, the cache served.
