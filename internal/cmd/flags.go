@@ -59,7 +59,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cert-mgr-mode", Value: d.CertMgrMode, Usage: "certificate manager of OpenYurt (hubself)" + inert},
 		&cli.BoolFlag{Name: "access-server-through-hub", Value: d.AccessServerThroughHub, Usage: "pods reach the apiserver through the hub (response filters)" + inert},
 		&cli.StringFlag{Name: "node-ip", Usage: "this node's IP, a SAN of the serving certificate of --proxy-secure-port (default: the IPv4 address of the default route's interface)"},
-		&cli.StringFlag{Name: "namespace", Value: d.Namespace, Usage: "namespace of the hub's own objects (yurt-hub-cfg)" + inert},
+		&cli.StringFlag{Name: "namespace", Value: d.Namespace, Usage: "namespace of the hub's own objects: the yurt-hub-cfg ConfigMap (cache_agents) is read from it"},
 		&cli.IntFlag{Name: "multiplexer-port", Value: d.MultiplexerPort, Usage: "port serving pool-scope list/watch to other hubs" + inert},
 		&cli.StringSliceFlag{Name: "pool-scope-resources", Value: cli.NewStringSlice(d.PoolScopeResources...), Usage: "group/version/resource list the multiplexer serves" + inert},
 		&cli.BoolFlag{Name: "enable-pool-service-topology", Value: d.EnablePoolServiceTopology, Usage: "pool-level service topology" + inert},

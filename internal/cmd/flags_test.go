@@ -199,7 +199,7 @@ func TestYurtadmCommandLine(t *testing.T) {
 // --help line says so.
 func TestInertFlagsListed(t *testing.T) {
 	args := []string{"--nodepool-name=p", "--gc-frequency=5", "--enable-resource-filter=false", "--disabled-resource-filters=masterservice",
-		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false", "--namespace=openyurt",
+		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
 		"--multiplexer-port=10270", "--pool-scope-resources=/v1/services", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
 	var got *config.Config
 	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})

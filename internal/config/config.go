@@ -115,8 +115,10 @@ type Config struct {
 	CertMgrMode             string
 	AccessServerThroughHub  bool
 
+	// Namespace is --namespace: where the hub's own objects live (the yurt-hub-cfg
+	// ConfigMap).
+	Namespace string
 	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
-	Namespace                 string
 	MultiplexerPort           int
 	PoolScopeResources        []string
 	EnablePoolServiceTopology bool
@@ -192,7 +194,6 @@ func (c *Config) Inert() []InertSetting {
 	add("enable-node-pool", c.EnableNodePool != d.EnableNodePool, c.EnableNodePool)
 	add("cert-mgr-mode", c.CertMgrMode != d.CertMgrMode, c.CertMgrMode)
 	add("access-server-through-hub", c.AccessServerThroughHub != d.AccessServerThroughHub, c.AccessServerThroughHub)
-	add("namespace", c.Namespace != d.Namespace, c.Namespace)
 	add("multiplexer-port", c.MultiplexerPort != d.MultiplexerPort, c.MultiplexerPort)
 	add("pool-scope-resources", strings.Join(c.PoolScopeResources, ",") != strings.Join(d.PoolScopeResources, ","), strings.Join(c.PoolScopeResources, ","))
 	add("enable-pool-service-topology", c.EnablePoolServiceTopology != d.EnablePoolServiceTopology, c.EnablePoolServiceTopology)

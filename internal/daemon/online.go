@@ -215,7 +215,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	})
 	var cacher proxy.Cacher
 	if cfg.WorkingMode == config.WorkingModeEdge && deps.Store != nil {
-		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{})
+		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{ConfigNamespace: cfg.Namespace})
 		cacher = o.cache
 		o.metrics.RegisterCache(func() metrics.CacheStats {
 			s := o.cache.Stats()
