@@ -139,6 +139,9 @@ func TestYurtadmJoinStartsTheDaemon(t *testing.T) {
 			t.Errorf("the log lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "level=ERROR") {
+		t.Errorf("a clean join logged an error:\n%s", out)
+	}
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "no effect yet") || strings.Contains(l, "new certificate in use") || strings.Contains(l, "level=ERROR") {
 			t.Log(l)

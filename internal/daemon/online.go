@@ -291,11 +291,41 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	}
 
 	if o.cache != nil {
-		// cache_agents of ConfigMap kube-system/yurt-hub-cfg, read through the hub's
+		// cache_agents of ConfigMap <namespace>/yurt-hub-cfg, read through the hub's
 		// own proxy port as component "yurthub", so it is cached like any response.
 		self := &rest.Config{Host: "http://" + cfg.ProxyAddr(), UserAgent: "yurthub", QPS: -1}
-		if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
-			log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
+		watch := func() {
+			if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
+				log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
+			}
+		}
+		if o.certs.Ready() == nil {
+			watch()
+		} else {
+			// The first certificate is still being requested: a watch now would only
+			// log failures saying the cloud is unreachable. Start it once the hub has
+			// its certificate and the health checker has seen the cloud with it (or
+			// 5 s later).
+			go func() {
+				var readySince time.Time
+				for {
+					select {
+					case <-hctx.Done():
+						return
+					case <-time.After(200 * time.Millisecond):
+					}
+					if o.certs.Ready() != nil {
+						continue
+					}
+					if readySince.IsZero() {
+						readySince = time.Now()
+					}
+					if o.lb.AnyHealthy() || time.Since(readySince) > 5*time.Second {
+						watch()
+						return
+					}
+				}
+			}()
 		}
 	}
 
