@@ -299,13 +299,14 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 				log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
 			}
 		}
-		if o.certs.Ready() == nil {
-			watch()
+		hasCert := func() bool { return o.certMgr.NotAfter(certs.KindClient).After(time.Time{}) }
+		if o.certMgr == nil || hasCert() {
+			watch() // offline with an expired certificate too: the cached setting applies
 		} else {
-			// The first certificate is still being requested: a watch now would only
-			// log failures saying the cloud is unreachable. Start it once the hub has
-			// its certificate and the health checker has seen the cloud with it (or
-			// 5 s later).
+			// A first join: until the hub has a certificate, a watch would only log
+			// failures saying the cloud is unreachable. Start it once the hub has its
+			// certificate and the health checker has seen the cloud with it (or 5 s
+			// later).
 			go func() {
 				var readySince time.Time
 				for {
@@ -314,7 +315,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 						return
 					case <-time.After(200 * time.Millisecond):
 					}
-					if o.certs.Ready() != nil {
+					if !hasCert() {
 						continue
 					}
 					if readySince.IsZero() {
