@@ -164,6 +164,19 @@ func TestInvalidFlagsFailWithOneLineNamingTheFlag(t *testing.T) {
 	}
 }
 
+// parseFlags runs the daemon's command line up to the validated Config.
+func parseFlags(args ...string) (*config.Config, error) {
+	var got *config.Config
+	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
+	app.Action = func(c *cliContext) error {
+		cfg, err := configFromFlags(c)
+		got = cfg
+		return err
+	}
+	err := app.Run(append([]string{"yurthub"}, args...))
+	return got, err
+}
+
 // TestYurtadmCommandLine: the flags OpenYurt's yurthub YurtStaticSet template (what
 // yurtadm join installs) passes are accepted, the bootstrap file is kept for use, and
 // the only inert one set to a non-default value is reported as such.
@@ -173,16 +186,9 @@ func TestYurtadmCommandLine(t *testing.T) {
 	if err := os.WriteFile(bootstrap, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var got *config.Config
-	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
-	app.Action = func(c *cliContext) error {
-		cfg, err := configFromFlags(c)
-		got = cfg
-		return err
-	}
-	err := app.Run([]string{"yurthub", "--v=2", "--bind-address=127.0.0.1", "--server-addr=https://10.0.0.1:6443",
-		"--node-name=edge-1", "--bootstrap-file=" + bootstrap, "--working-mode=edge", "--namespace=kube-system",
-		"--hub-cert-organizations=org-a", "--nodepool-name=pool-a", "--root-dir=" + dir})
+	got, err := parseFlags("--v=2", "--bind-address=127.0.0.1", "--server-addr=https://10.0.0.1:6443",
+		"--node-name=edge-1", "--bootstrap-file="+bootstrap, "--working-mode=edge", "--namespace=kube-system",
+		"--hub-cert-organizations=org-a", "--nodepool-name=pool-a", "--root-dir="+dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,14 +207,8 @@ func TestInertFlagsListed(t *testing.T) {
 	args := []string{"--nodepool-name=p", "--gc-frequency=5", "--enable-resource-filter=false", "--disabled-resource-filters=masterservice",
 		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
 		"--multiplexer-port=10270", "--pool-scope-resources=/v1/services", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
-	var got *config.Config
-	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
-	app.Action = func(c *cliContext) error {
-		cfg, err := configFromFlags(c)
-		got = cfg
-		return err
-	}
-	if err := app.Run(append([]string{"yurthub", "--server-addr=https://10.0.0.1:6443", "--node-name=edge-1", "--root-dir=" + t.TempDir()}, args...)); err != nil {
+	got, err := parseFlags(append([]string{"--server-addr=https://10.0.0.1:6443", "--node-name=edge-1", "--root-dir=" + t.TempDir()}, args...)...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	inert := map[string]bool{}
@@ -265,14 +265,8 @@ func TestValidFlagsGiveConfig(t *testing.T) {
 // With only the required flags, the command line gives exactly config.Default():
 // the flags take their defaults from it, and nothing is lost or added on the way.
 func TestNoFlagsGiveDefault(t *testing.T) {
-	var got *config.Config
-	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
-	app.Action = func(c *cliContext) error {
-		cfg, err := configFromFlags(c)
-		got = cfg
-		return err
-	}
-	if err := app.Run([]string{"yurthub", "--server-addr=https://10.0.0.1:6443", "--node-name=edge-1"}); err != nil {
+	got, err := parseFlags("--server-addr=https://10.0.0.1:6443", "--node-name=edge-1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.Default()
