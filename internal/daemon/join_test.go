@@ -223,6 +223,16 @@ func checkJoined(t *testing.T, c *testkube.Cluster, cfg *config.Config) {
 			t.Errorf("%s: mode %v, want 0600", e.Name(), fi.Mode().Perm())
 		}
 	}
+	// The expiry metric is the client certificate's.
+	_, metricsText := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
+	const expiry = `node_yurthub_certificate_expiration_timestamp_seconds{kind="client"} `
+	line := grepLines(metricsText, expiry)
+	if v, err := strconv.ParseFloat(strings.TrimPrefix(line, expiry), 64); err != nil || int64(v) != client.NotAfter.Unix() {
+		t.Errorf("/metrics: %q, want the client certificate's expiry %d", line, client.NotAfter.Unix())
+	}
+	if !strings.Contains(metricsText, `node_yurthub_certificate_rotations_total{kind="server"}`) {
+		t.Errorf("/metrics lacks the rotations counter:\n%s", grepLines(metricsText, "certificate"))
+	}
 	t.Logf("joined: client certificate serial %s (O=%s), serving certificate serial %s (IPs %v), files 0600: %d in %s",
 		client.SerialNumber.Text(16), strings.Join(client.Subject.Organization, ","), server.SerialNumber.Text(16), server.IPAddresses, len(entries), pki)
 }
