@@ -73,9 +73,14 @@ func TestOfflinePlaceholderToken(t *testing.T) {
 	}
 	t.Logf("offline, cached token expired: placeholder %s..., expires %s", ph.Status.Token[:24], ph.Status.ExpirationTimestamp.UTC().Format(time.RFC3339))
 
+	// The placeholder was not recorded: with the clock back, the cached token again.
+	skew.Store(0)
+	if again, err := createToken(); err != nil || again.Status.Token != online.Status.Token {
+		t.Fatalf("offline after a placeholder: want the cached token, got %v", err)
+	}
+
 	c.APIServer().Start(t)
 	hub.waitHealthy(true)
-	skew.Store(0)
 	if review(ph.Status.Token) {
 		t.Fatal("the apiserver accepted the placeholder token")
 	}
