@@ -395,6 +395,9 @@ func TestJoinRotation(t *testing.T) {
 	defer close(done)
 
 	clientFile := filepath.Join(cfg.PKIDir(), certs.ClientCertFile)
+	serverFile := filepath.Join(cfg.PKIDir(), certs.ServerCertFile)
+	waitUntil(t, 30*time.Second, "the serving certificate", func() error { _, err := os.Stat(serverFile); return err })
+	firstServer := leaf(t, serverFile)
 	first := leaf(t, clientFile)
 	began := time.Now()
 	var second *x509.Certificate
@@ -454,6 +457,33 @@ func TestJoinRotation(t *testing.T) {
 	})
 	t.Logf("cloud back: rotated %.1fs later, serial %s -> %s (the old one valid until %s)", time.Since(back).Seconds(),
 		second.SerialNumber.Text(16), third.SerialNumber.Text(16), second.NotAfter.UTC().Format(time.RFC3339))
+
+	// The serving certificate rotates too, and the secure port presents the new one.
+	var server *x509.Certificate
+	waitUntil(t, 2*time.Minute, "a rotation of the serving certificate", func() error {
+		server = leaf(t, serverFile)
+		if server.SerialNumber.Cmp(firstServer.SerialNumber) == 0 {
+			return fmt.Errorf("still serial %s", firstServer.SerialNumber.Text(16))
+		}
+		return nil
+	})
+	certPEM, keyPEM := c.IssueNodeClientCert(joinNode)
+	kp, _ := tls.X509KeyPair(certPEM, keyPEM)
+	waitUntil(t, 10*time.Second, "the secure port presenting the current serving certificate", func() error {
+		server = leaf(t, serverFile)
+		conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.ProxySecurePort)),
+			&tls.Config{RootCAs: c.CAPool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{kp}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if got := conn.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(server.SerialNumber) != 0 {
+			return fmt.Errorf("presents %s, the file holds %s", got.Text(16), server.SerialNumber.Text(16))
+		}
+		return nil
+	})
+	t.Logf("serving certificate rotated: serial %s -> %s, presented by the secure port without a restart",
+		firstServer.SerialNumber.Text(16), server.SerialNumber.Text(16))
 	stop()
 
 	// Offline restart with the (valid) certificates: ready, the cache served.
