@@ -80,16 +80,16 @@ func (m *Manager) SetCacheAgents(value string) {
 func (m *Manager) WatchConfigFromREST(ctx context.Context, cfg *rest.Config) error {
 	c, err := kubescheme.NewRESTClient(cfg, corev1.SchemeGroupVersion)
 	if err != nil {
-		return fmt.Errorf("cache agents: client for the %s/%s ConfigMap watch: %w", ConfigMapNamespace, ConfigMapName, err)
+		return fmt.Errorf("cache agents: client for the %s/%s ConfigMap watch: %w", m.opts.ConfigNamespace, ConfigMapName, err)
 	}
 	m.WatchConfig(ctx, c)
 	return nil
 }
 
-// configMapListWatch lists and watches ConfigMap kube-system/yurt-hub-cfg alone
+// configMapListWatch lists and watches ConfigMap <namespace>/yurt-hub-cfg alone
 // (field selector on its name) with the requests client-go's ConfigMap informer
 // makes: protobuf preferred, JSON accepted.
-func configMapListWatch(c rest.Interface) cache.ListerWatcher {
+func configMapListWatch(c rest.Interface, namespace string) cache.ListerWatcher {
 	tweak := func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ConfigMapName).String()
 	}
@@ -102,27 +102,28 @@ func configMapListWatch(c rest.Interface) cache.ListerWatcher {
 	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		tweak(&o)
 		out := &corev1.ConfigMapList{}
-		err := c.Get().UseProtobufAsDefault().Namespace(ConfigMapNamespace).Resource("configmaps").
+		err := c.Get().UseProtobufAsDefault().Namespace(namespace).Resource("configmaps").
 			VersionedParams(&o, metav1.ParameterCodec).Timeout(timeout(&o)).Do(ctx).Into(out)
 		return out, err
 	}
 	watchFn := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 		tweak(&o)
 		o.Watch = true
-		return c.Get().UseProtobufAsDefault().Namespace(ConfigMapNamespace).Resource("configmaps").
+		return c.Get().UseProtobufAsDefault().Namespace(namespace).Resource("configmaps").
 			VersionedParams(&o, metav1.ParameterCodec).Timeout(timeout(&o)).Watch(ctx)
 	}
 	// (ListWatch's context-less List and Watch fall back to these.)
 	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, c)
 }
 
-// WatchConfig starts an informer on ConfigMap kube-system/yurt-hub-cfg and applies
+// WatchConfig starts an informer on ConfigMap yurt-hub-cfg in Options.ConfigNamespace
+// (--namespace, default kube-system) and applies
 // its cache_agents key live; a deleted ConfigMap puts the defaults back. It returns
 // at once; the informer stops with ctx. The informer relists and rewatches on its
 // own after errors (with backoff), and resyncs every 10 minutes. While the cloud is
 // unreachable the setting last seen stays in force.
 func (m *Manager) WatchConfig(ctx context.Context, c rest.Interface) {
-	inf := cache.NewSharedIndexInformerWithOptions(configMapListWatch(c), &corev1.ConfigMap{},
+	inf := cache.NewSharedIndexInformerWithOptions(configMapListWatch(c, m.opts.ConfigNamespace), &corev1.ConfigMap{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: 10 * time.Minute})
 	apply := func(obj any) {
 		cm, ok := obj.(*corev1.ConfigMap)

@@ -20,7 +20,8 @@ import (
 // watch: a list that can fail, watches fed by the test, the watch-list request
 // (sendInitialEvents) refused as an old apiserver does.
 type fakeConfigAPI struct {
-	t *testing.T
+	t  *testing.T
+	ns string // namespace of the ConfigMap; "" = ConfigMapNamespace
 
 	mu        sync.Mutex
 	value     string // cache_agents; "" with deleted
@@ -37,13 +38,20 @@ type fakeConfigAPI struct {
 func (f *fakeConfigAPI) cm() *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ConfigMapNamespace, Name: ConfigMapName, ResourceVersion: fmt.Sprint(f.rv)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.namespace(), Name: ConfigMapName, ResourceVersion: fmt.Sprint(f.rv)},
 		Data:       map[string]string{CacheAgentsKey: f.value},
 	}
 }
 
+func (f *fakeConfigAPI) namespace() string {
+	if f.ns == "" {
+		return ConfigMapNamespace
+	}
+	return f.ns
+}
+
 func (f *fakeConfigAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	const path = "/api/v1/namespaces/kube-system/configmaps"
+	path := "/api/v1/namespaces/" + f.namespace() + "/configmaps"
 	q := r.URL.Query()
 	if r.URL.Path != path || q.Get("fieldSelector") != "metadata.name="+ConfigMapName {
 		f.t.Errorf("unexpected request %s %s", r.Method, r.URL)
@@ -112,6 +120,27 @@ func (f *fakeConfigAPI) counts() (lists, watches int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lists, f.watches
+}
+
+// TestWatchConfigNamespace: with --namespace (Options.ConfigNamespace) the
+// yurt-hub-cfg ConfigMap is read from that namespace (the fake answers nothing else).
+func TestWatchConfigNamespace(t *testing.T) {
+	f := &fakeConfigAPI{t: t, ns: "openyurt-system", value: "a1", rv: 10, events: make(chan string), end: make(chan struct{})}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	m, _ := newMgr(t, Options{ConfigNamespace: "openyurt-system"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.WatchConfigFromREST(ctx, &rest.Config{Host: srv.URL, UserAgent: "yurthub", QPS: -1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !m.agents.Load().has("a1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache_agents of openyurt-system/yurt-hub-cfg not applied: %v", m.CacheAgents())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestWatchConfig follows cache_agents through a failed first list, live watch

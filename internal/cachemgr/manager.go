@@ -33,9 +33,15 @@ type Options struct {
 	MaxPendingEvents int
 	// PageTimeout is how long a paginated list waits for its next page (default 2m).
 	PageTimeout time.Duration
+	// ConfigNamespace is where WatchConfig reads the yurt-hub-cfg ConfigMap
+	// (--namespace; default ConfigMapNamespace, kube-system).
+	ConfigNamespace string
 }
 
 func (o *Options) defaults() {
+	if o.ConfigNamespace == "" {
+		o.ConfigNamespace = ConfigMapNamespace
+	}
 	if o.QueueBytes <= 0 {
 		o.QueueBytes = 32 << 20
 	}

@@ -2,23 +2,21 @@
 // presents to the cloud kube-apiserver, the cluster CA it trusts the apiserver (and its
 // own clients) with, and the serving certificate of the TLS proxy port (10268).
 //
-// Everything else asks a Source. Today there is one implementation, FileSource, that
-// reads PEM files and picks up rotated files without a restart:
+// Everything else asks a Source. There are two:
 //
-//   - --bootstrap-mode=kubeletcertificate: the client certificate and key are kubelet's
-//     (--kubelet-client-certificate, one PEM with both, rotated by kubelet), the CA is
-//     --kubelet-ca-file (NewKubeletSource).
-//   - --bootstrap-mode=token: the files the certificate bootstrap writes under
-//     <root-dir>/pki (NewPKISource). Until that bootstrap exists, a node without those
-//     files has no client credentials: Ready says exactly which file is missing and the
-//     hub keeps running (hub server up, proxy answering 503).
+//   - --bootstrap-mode=kubeletcertificate: FileSource (NewKubeletSource). The client
+//     certificate and key are kubelet's (--kubelet-client-certificate, one PEM with
+//     both, rotated by kubelet; re-read when the file changes), the CA is
+//     --kubelet-ca-file, the serving certificate <root-dir>/pki/yurthub-server-current.pem.
+//   - --bootstrap-mode=token: Manager (manager.go). The hub's own client and serving
+//     certificates, requested by CSR and rotated, under <root-dir>/pki with OpenYurt's
+//     file names; the cluster CA in <root-dir>/pki/ca.crt. The first certificates (and
+//     new ones after an expiry or a CA change) are requested with the bootstrap
+//     credentials (bootstrap.go): --bootstrap-file, or --join-token with token
+//     discovery and CA pinning (discovery.go).
 //
-// In both modes the serving certificate is <root-dir>/pki/yurthub-server-current.pem
-// (certificate and key in one PEM file, OpenYurt's name). When it is absent, the secure
-// port stays closed and the daemon logs why.
-//
-// The certificate-bootstrap work implements Source (CSR, rotation) and replaces
-// NewPKISource in the daemon; nothing else has to change.
+// UpstreamTLS and ServingTLS ask the Source on every handshake, so a new certificate
+// or CA applies without a restart.
 package certs
 
 import (

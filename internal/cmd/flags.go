@@ -16,10 +16,13 @@ import (
 // for OpenYurt's pflag-based command line.
 func daemonFlags() []cli.Flag {
 	d := config.Default()
+	// Flags whose feature is not built yet say so in --help; the daemon logs a WARN
+	// line for each one set to a non-default value (config.Config.Inert).
+	const inert = " (accepted; no effect yet)"
 	return []cli.Flag{
 		&cli.StringFlag{Name: "server-addr", Usage: "comma-separated list of the cloud kube-apiserver https URLs (required)"},
 		&cli.StringFlag{Name: "node-name", Usage: "name of the node this hub serves (required)"},
-		&cli.StringFlag{Name: "nodepool-name", Usage: "name of the nodepool the node belongs to (service topology)"},
+		&cli.StringFlag{Name: "nodepool-name", Usage: "name of the nodepool the node belongs to (service topology)" + inert},
 		&cli.StringFlag{Name: "working-mode", Value: d.WorkingMode, Usage: "edge: cache responses and serve offline; cloud: pure proxy"},
 		&cli.StringFlag{Name: "lb-mode", Value: d.LBMode, Usage: "rr: round robin over healthy apiservers; priority: first healthy in --server-addr order"},
 		&cli.StringFlag{Name: "bind-address", Value: d.BindAddress, Usage: "address of the hub server (healthz, readyz, metrics, pprof, token)"},
@@ -38,23 +41,29 @@ func daemonFlags() []cli.Flag {
 		&cli.IntFlag{Name: "heartbeat-timeout-seconds", Value: int(d.HeartbeatTimeout / time.Second), Usage: "timeout of one heartbeat, seconds"},
 		&cli.IntFlag{Name: "heartbeat-interval-seconds", Value: int(d.HeartbeatInterval / time.Second), Usage: "interval between heartbeats, seconds"},
 		&cli.DurationFlag{Name: "kubelet-health-grace-period", Value: d.KubeletHealthGracePeriod, Usage: "stop heartbeating when kubelet has been silent this long"},
-		&cli.IntFlag{Name: "gc-frequency", Value: int(d.GCFrequency / time.Minute), Usage: "period of the cached-events garbage collection, minutes (jittered)"},
-		&cli.StringFlag{Name: "join-token", Usage: "bootstrap token used to get the hub's client certificate"},
-		&cli.StringFlag{Name: "bootstrap-file", Usage: "bootstrap kubeconfig, used instead of --join-token"},
-		&cli.StringSliceFlag{Name: "discovery-token-ca-cert-hash", Usage: "sha256:<hex> pins of the cluster CA for token discovery (repeatable)"},
-		&cli.BoolFlag{Name: "discovery-token-unsafe-skip-ca-verification", Usage: "token discovery without CA pinning (unsafe)"},
+		&cli.IntFlag{Name: "gc-frequency", Value: int(d.GCFrequency / time.Minute), Usage: "period of the cached-events garbage collection, minutes" + inert},
+		&cli.StringFlag{Name: "join-token", Usage: "bootstrap token (<id>.<secret>): with --discovery-token-ca-cert-hash, the hub reads kube-public/cluster-info, checks it and gets its certificates by CSR"},
+		&cli.StringFlag{Name: "bootstrap-file", Usage: "bootstrap kubeconfig (server, CA, bootstrap token, as yurtadm writes it), used to get the hub's certificates by CSR; preferred over --join-token"},
+		&cli.StringSliceFlag{Name: "discovery-token-ca-cert-hash", Usage: "sha256:<hex> of the cluster CA's public key (kubeadm's format) for --join-token discovery (repeatable)"},
+		&cli.BoolFlag{Name: "discovery-token-unsafe-skip-ca-verification", Usage: "allow --join-token discovery without --discovery-token-ca-cert-hash (unsafe: trusts whatever CA the server presents)"},
 		&cli.StringFlag{Name: "bootstrap-mode", Value: d.BootstrapMode, Usage: "token, or kubeletcertificate to reuse kubelet's client certificate"},
 		&cli.StringSliceFlag{Name: "hub-cert-organizations", Usage: "extra O= values in the hub's client certificate (comma-separated or repeated)"},
 		&cli.StringFlag{Name: "kubelet-ca-file", Value: d.KubeletCAFile, Usage: "cluster CA used in kubeletcertificate mode"},
 		&cli.StringFlag{Name: "kubelet-client-certificate", Value: d.KubeletClientCertificate, Usage: "kubelet's client certificate and key used in kubeletcertificate mode"},
-		&cli.BoolFlag{Name: "enable-resource-filter", Value: d.EnableResourceFilter, Usage: "apply the response filters"},
-		&cli.StringSliceFlag{Name: "disabled-resource-filters", Usage: "filters to turn off, comma-separated"},
-		&cli.BoolFlag{Name: "enable-node-pool", Value: d.EnableNodePool, Usage: "watch NodePool objects (only when the CRD exists; never blocks readiness)"},
+		&cli.BoolFlag{Name: "enable-resource-filter", Value: d.EnableResourceFilter, Usage: "apply the response filters" + inert},
+		&cli.StringSliceFlag{Name: "disabled-resource-filters", Usage: "filters to turn off, comma-separated" + inert},
+		&cli.BoolFlag{Name: "enable-node-pool", Value: d.EnableNodePool, Usage: "watch NodePool objects" + inert},
 		&cli.IntFlag{Name: "max-requests-in-flight", Value: d.MaxRequestsInFlight, Usage: "in-flight non-long-running requests before 429 with Retry-After (0: no limit)"},
 		&cli.DurationFlag{Name: "min-request-timeout", Value: d.MinRequestTimeout, Usage: "ceiling of a watch's timeout"},
 		&cli.BoolFlag{Name: "profiling", Value: d.Profiling, Usage: "serve /debug/pprof on the hub server"},
-		&cli.StringFlag{Name: "cert-mgr-mode", Value: d.CertMgrMode, Usage: "accepted for compatibility with OpenYurt"},
-		&cli.BoolFlag{Name: "access-server-through-hub", Value: d.AccessServerThroughHub, Usage: "pods reach the apiserver through the hub"},
+		&cli.StringFlag{Name: "cert-mgr-mode", Value: d.CertMgrMode, Usage: "certificate manager of OpenYurt (hubself)" + inert},
+		&cli.BoolFlag{Name: "access-server-through-hub", Value: d.AccessServerThroughHub, Usage: "pods reach the apiserver through the hub (response filters)" + inert},
+		&cli.StringFlag{Name: "node-ip", Usage: "this node's IP, a SAN of the serving certificate of --proxy-secure-port (default: the IPv4 address of the default route's interface)"},
+		&cli.StringFlag{Name: "namespace", Value: d.Namespace, Usage: "namespace of the hub's own objects: the yurt-hub-cfg ConfigMap (cache_agents) is read from it"},
+		&cli.IntFlag{Name: "multiplexer-port", Value: d.MultiplexerPort, Usage: "port serving pool-scope list/watch to other hubs" + inert},
+		&cli.StringSliceFlag{Name: "pool-scope-resources", Value: cli.NewStringSlice(d.PoolScopeResources...), Usage: "group/version/resource list the multiplexer serves" + inert},
+		&cli.BoolFlag{Name: "enable-pool-service-topology", Value: d.EnablePoolServiceTopology, Usage: "pool-level service topology" + inert},
+		&cli.StringFlag{Name: "host-control-plane-address", Usage: "host control plane address for --working-mode=local" + inert},
 		&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"},
 		&cli.IntFlag{Name: "v", Usage: "log verbosity; 4 or more turns on debug logs (klog compatibility)"},
 	}
@@ -101,11 +110,21 @@ func configFromFlags(c *cli.Context) (*config.Config, error) {
 		Profiling:                              c.Bool("profiling"),
 		CertMgrMode:                            c.String("cert-mgr-mode"),
 		AccessServerThroughHub:                 c.Bool("access-server-through-hub"),
+		Namespace:                              c.String("namespace"),
+		MultiplexerPort:                        c.Int("multiplexer-port"),
+		PoolScopeResources:                     splitList(c.StringSlice("pool-scope-resources")),
+		EnablePoolServiceTopology:              c.Bool("enable-pool-service-topology"),
+		HostControlPlaneAddress:                c.String("host-control-plane-address"),
 		LogFormat:                              c.String("log-format"),
 		Verbosity:                              c.Int("v"),
 	}
 	if s := c.String("dummy-if-ip"); cfg.DummyIfIP == nil {
 		return nil, &config.FlagError{Flag: "dummy-if-ip", Value: s, Reason: "not an IP address; use a link-local address such as 169.254.2.1"}
+	}
+	if s := c.String("node-ip"); s != "" {
+		if cfg.NodeIP = net.ParseIP(s); cfg.NodeIP == nil {
+			return nil, &config.FlagError{Flag: "node-ip", Value: s, Reason: "not an IP address"}
+		}
 	}
 	addrs, err := config.ParseServerAddrs(c.String("server-addr"))
 	if err != nil {

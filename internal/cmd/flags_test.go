@@ -41,19 +41,25 @@ var referenceFlags = map[string]string{
 	"bootstrap-file":               "",
 	"discovery-token-ca-cert-hash": "",
 	"discovery-token-unsafe-skip-ca-verification": "false",
-	"bootstrap-mode":             `"token"`,
-	"hub-cert-organizations":     "",
-	"kubelet-ca-file":            `"/etc/kubernetes/pki/ca.crt"`,
-	"kubelet-client-certificate": `"/var/lib/kubelet/pki/kubelet-client-current.pem"`,
-	"enable-resource-filter":     "true",
-	"disabled-resource-filters":  "",
-	"enable-node-pool":           "true",
-	"max-requests-in-flight":     "250",
-	"min-request-timeout":        "30m0s",
-	"profiling":                  "true",
-	"cert-mgr-mode":              `"hubself"`,
-	"access-server-through-hub":  "true",
-	"version":                    "false",
+	"bootstrap-mode":               `"token"`,
+	"hub-cert-organizations":       "",
+	"kubelet-ca-file":              `"/etc/kubernetes/pki/ca.crt"`,
+	"kubelet-client-certificate":   `"/var/lib/kubelet/pki/kubelet-client-current.pem"`,
+	"enable-resource-filter":       "true",
+	"disabled-resource-filters":    "",
+	"enable-node-pool":             "true",
+	"max-requests-in-flight":       "250",
+	"min-request-timeout":          "30m0s",
+	"profiling":                    "true",
+	"cert-mgr-mode":                `"hubself"`,
+	"access-server-through-hub":    "true",
+	"version":                      "false",
+	"namespace":                    `"kube-system"`,
+	"node-ip":                      "",
+	"multiplexer-port":             "10269",
+	"pool-scope-resources":         "",
+	"enable-pool-service-topology": "false",
+	"host-control-plane-address":   "",
 }
 
 func run(args ...string) (code int, stdout, stderr string) {
@@ -128,6 +134,13 @@ func TestInvalidFlagsFailWithOneLineNamingTheFlag(t *testing.T) {
 		{"kubeletcertificate without ca", append(ok, "--bootstrap-mode=kubeletcertificate", "--kubelet-ca-file="+filepath.Join(dir, "no-ca"), "--kubelet-client-certificate="+aFile), "--kubelet-ca-file", "cannot be read"},
 		{"kubeletcertificate without cert", append(ok, "--bootstrap-mode=kubeletcertificate", "--kubelet-ca-file="+aFile, "--kubelet-client-certificate="+dir), "--kubelet-client-certificate", "is a directory"},
 		{"bad ca hash", append(ok, "--discovery-token-ca-cert-hash=md5:abc"), "--discovery-token-ca-cert-hash", "sha256:"},
+		{"join token without a pin", append(ok, "--join-token=abcdef.0123456789abcdef"), "--join-token", "needs --discovery-token-ca-cert-hash"},
+		{"malformed join token", append(ok, "--join-token=not-a-token", "--discovery-token-unsafe-skip-ca-verification"), "--join-token", "not a bootstrap token"},
+		{"ca hash not hex", append(ok, "--discovery-token-ca-cert-hash=sha256:"+strings.Repeat("zz", 32)), "--discovery-token-ca-cert-hash", "64 hex digits"},
+		{"local working mode", append(ok, "--working-mode=local"), "--working-mode", "local mode"},
+		{"node ip not an ip", append(ok, "--node-ip=node-1"), "--node-ip", "not an IP address"},
+		{"multiplexer port out of range", append(ok, "--multiplexer-port=0"), "--multiplexer-port", "out of range"},
+		{"bad namespace", append(ok, "--namespace=Kube_System"), "--namespace", "not a valid namespace"},
 		{"zero heartbeat interval", append(ok, "--heartbeat-interval-seconds=0"), "--heartbeat-interval-seconds", "greater than zero"},
 		{"negative in-flight", append(ok, "--max-requests-in-flight=-1"), "--max-requests-in-flight", "greater than zero"},
 		{"unknown flag", append(ok, "--no-such-flag"), "-no-such-flag", "not defined"},
@@ -148,6 +161,73 @@ func TestInvalidFlagsFailWithOneLineNamingTheFlag(t *testing.T) {
 				t.Fatalf("error %q must start with 'yurthub: ', name %s and say %q", lines[0], tc.flag, tc.want)
 			}
 		})
+	}
+}
+
+// parseFlags runs the daemon's command line up to the validated Config.
+func parseFlags(args ...string) (*config.Config, error) {
+	var got *config.Config
+	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
+	app.Action = func(c *cliContext) error {
+		cfg, err := configFromFlags(c)
+		got = cfg
+		return err
+	}
+	err := app.Run(append([]string{"yurthub"}, args...))
+	return got, err
+}
+
+// TestYurtadmCommandLine: the flags OpenYurt's yurthub YurtStaticSet template (what
+// yurtadm join installs) passes are accepted, the bootstrap file is kept for use, and
+// the only inert one set to a non-default value is reported as such.
+func TestYurtadmCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	bootstrap := filepath.Join(dir, "bootstrap-hub.conf")
+	if err := os.WriteFile(bootstrap, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := parseFlags("--v=2", "--bind-address=127.0.0.1", "--server-addr=https://10.0.0.1:6443",
+		"--node-name=edge-1", "--bootstrap-file="+bootstrap, "--working-mode=edge", "--namespace=kube-system",
+		"--hub-cert-organizations=org-a", "--nodepool-name=pool-a", "--root-dir="+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BootstrapFile != bootstrap || got.Namespace != "kube-system" || strings.Join(got.HubCertOrganizations, ",") != "org-a" {
+		t.Fatalf("config = %+v", got)
+	}
+	if in := got.Inert(); len(in) != 1 || in[0].Flag != "nodepool-name" || in[0].Value != "pool-a" {
+		t.Fatalf("inert settings = %+v, want only --nodepool-name=pool-a", in)
+	}
+}
+
+// TestInertFlagsListed: every flag whose feature is not built, set to a non-default
+// value, is listed by Config.Inert (the daemon logs a WARN line for each), and its
+// --help line says so.
+func TestInertFlagsListed(t *testing.T) {
+	args := []string{"--nodepool-name=p", "--gc-frequency=5", "--enable-resource-filter=false", "--disabled-resource-filters=masterservice",
+		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
+		"--multiplexer-port=10270", "--pool-scope-resources=/v1/services", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
+	got, err := parseFlags(append([]string{"--server-addr=https://10.0.0.1:6443", "--node-name=edge-1", "--root-dir=" + t.TempDir()}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inert := map[string]bool{}
+	for _, in := range got.Inert() {
+		inert[in.Flag] = true
+	}
+	_, help, _ := run("--help")
+	for _, a := range args {
+		flag := strings.SplitN(strings.TrimPrefix(a, "--"), "=", 2)[0]
+		if !inert[flag] {
+			t.Errorf("--%s set to a non-default value is not listed as inert", flag)
+		}
+		line := regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(flag) + `\b.*$`).FindString(help)
+		if !strings.Contains(line, "accepted; no effect yet") {
+			t.Errorf("--help line of --%s does not say it has no effect yet: %q", flag, line)
+		}
+	}
+	if len(inert) != len(args) {
+		t.Errorf("inert = %v, want exactly the %d flags set", inert, len(args))
 	}
 }
 
@@ -185,14 +265,8 @@ func TestValidFlagsGiveConfig(t *testing.T) {
 // With only the required flags, the command line gives exactly config.Default():
 // the flags take their defaults from it, and nothing is lost or added on the way.
 func TestNoFlagsGiveDefault(t *testing.T) {
-	var got *config.Config
-	app := yurthubApp(&bytes.Buffer{}, &bytes.Buffer{})
-	app.Action = func(c *cliContext) error {
-		cfg, err := configFromFlags(c)
-		got = cfg
-		return err
-	}
-	if err := app.Run([]string{"yurthub", "--server-addr=https://10.0.0.1:6443", "--node-name=edge-1"}); err != nil {
+	got, err := parseFlags("--server-addr=https://10.0.0.1:6443", "--node-name=edge-1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.Default()

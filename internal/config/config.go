@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -55,6 +56,8 @@ const (
 	DefaultProxySecurePort  = 10268
 	DefaultKubeletCAFile    = "/etc/kubernetes/pki/ca.crt"
 	DefaultKubeletClientPEM = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+	DefaultNamespace        = "kube-system"
+	DefaultMultiplexerPort  = 10269
 	// CacheFileName is the bbolt file under the root dir that holds the whole cache.
 	CacheFileName = "cache.db"
 	// AdminSocketName is the unix socket under the root dir on which a running daemon
@@ -99,6 +102,9 @@ type Config struct {
 	HubCertOrganizations                   []string
 	KubeletCAFile                          string
 	KubeletClientCertificate               string
+	// NodeIP is --node-ip, a SAN of the serving certificate; nil: the node's
+	// default-route IPv4 address, found at start.
+	NodeIP net.IP
 
 	EnableResourceFilter    bool
 	DisabledResourceFilters []string
@@ -108,6 +114,15 @@ type Config struct {
 	Profiling               bool
 	CertMgrMode             string
 	AccessServerThroughHub  bool
+
+	// Namespace is --namespace: where the hub's own objects live (the yurt-hub-cfg
+	// ConfigMap).
+	Namespace string
+	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
+	MultiplexerPort           int
+	PoolScopeResources        []string
+	EnablePoolServiceTopology bool
+	HostControlPlaneAddress   string
 
 	LogFormat string
 	Verbosity int // -v, accepted for compatibility with klog-style command lines
@@ -148,8 +163,42 @@ func Default() *Config {
 		Profiling:                 true,
 		CertMgrMode:               "hubself",
 		AccessServerThroughHub:    true,
+		Namespace:                 DefaultNamespace,
+		MultiplexerPort:           DefaultMultiplexerPort,
+		PoolScopeResources:        []string{"/v1/services", "discovery.k8s.io/v1/endpointslices"},
 		LogFormat:                 LogFormatText,
 	}
+}
+
+// InertSetting is a flag that is accepted, for OpenYurt command lines, but whose
+// feature is not built yet, set to something other than its default.
+type InertSetting struct {
+	Flag  string // without dashes
+	Value string
+}
+
+// Inert lists the flags set to a non-default value that have no effect yet, so the
+// daemon can say so at start: no flag is ever silently ignored.
+func (c *Config) Inert() []InertSetting {
+	d := Default()
+	var out []InertSetting
+	add := func(flag string, differs bool, v any) {
+		if differs {
+			out = append(out, InertSetting{Flag: flag, Value: fmt.Sprint(v)})
+		}
+	}
+	add("nodepool-name", c.NodePoolName != d.NodePoolName, c.NodePoolName)
+	add("gc-frequency", c.GCFrequency != d.GCFrequency, int(c.GCFrequency/time.Minute))
+	add("enable-resource-filter", c.EnableResourceFilter != d.EnableResourceFilter, c.EnableResourceFilter)
+	add("disabled-resource-filters", len(c.DisabledResourceFilters) > 0, strings.Join(c.DisabledResourceFilters, ","))
+	add("enable-node-pool", c.EnableNodePool != d.EnableNodePool, c.EnableNodePool)
+	add("cert-mgr-mode", c.CertMgrMode != d.CertMgrMode, c.CertMgrMode)
+	add("access-server-through-hub", c.AccessServerThroughHub != d.AccessServerThroughHub, c.AccessServerThroughHub)
+	add("multiplexer-port", c.MultiplexerPort != d.MultiplexerPort, c.MultiplexerPort)
+	add("pool-scope-resources", strings.Join(c.PoolScopeResources, ",") != strings.Join(d.PoolScopeResources, ","), strings.Join(c.PoolScopeResources, ","))
+	add("enable-pool-service-topology", c.EnablePoolServiceTopology != d.EnablePoolServiceTopology, c.EnablePoolServiceTopology)
+	add("host-control-plane-address", c.HostControlPlaneAddress != d.HostControlPlaneAddress, c.HostControlPlaneAddress)
+	return out
 }
 
 // CacheFile is the path of the bbolt cache file.
@@ -193,6 +242,15 @@ func (e *FlagError) Error() string {
 func flagErr(flag, value, format string, args ...any) error {
 	return &FlagError{Flag: flag, Value: value, Reason: fmt.Sprintf(format, args...)}
 }
+
+// bootstrapTokenRE is a kubeadm bootstrap token: <id>.<secret>.
+var bootstrapTokenRE = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+
+// ValidJoinToken reports whether s has the form of a bootstrap token.
+func ValidJoinToken(s string) bool { return bootstrapTokenRE.MatchString(s) }
+
+// JoinTokenFile is where a join token set through POST /v1/token is kept.
+func (c *Config) JoinTokenFile() string { return filepath.Join(c.RootDir, "join-token") }
 
 // Link-local ranges the dummy IP must stay out of: 169.254.31.0/24 is used by
 // OpenYurt's edge tunnel and 169.254.1.1 by Calico's default gateway.
@@ -249,6 +307,9 @@ func (c *Config) Validate() error {
 			return flagErr("nodepool-name", c.NodePoolName, "not a valid nodepool name: %s", errs[0])
 		}
 	}
+	if c.WorkingMode == "local" {
+		return flagErr("working-mode", c.WorkingMode, "local mode (OpenYurt v1.6+, load-balancing to a host control plane) is not built in this hub; use edge or cloud")
+	}
 	if err := oneOf("working-mode", c.WorkingMode, WorkingModeEdge, WorkingModeCloud); err != nil {
 		return err
 	}
@@ -267,6 +328,17 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ flag, v string }{{"bind-address", c.BindAddress}, {"bind-proxy-address", c.BindProxyAddress}} {
 		if net.ParseIP(a.v) == nil {
 			return flagErr(a.flag, a.v, "not an IP address; give the address to listen on, e.g. 127.0.0.1")
+		}
+	}
+	if c.MultiplexerPort < 1 || c.MultiplexerPort > 65535 {
+		return flagErr("multiplexer-port", fmt.Sprint(c.MultiplexerPort), "port out of range 1-65535")
+	}
+	if c.NodeIP != nil && (c.NodeIP.IsUnspecified() || c.NodeIP.IsMulticast()) {
+		return flagErr("node-ip", c.NodeIP.String(), "must be a unicast address of this node")
+	}
+	if c.Namespace != "" {
+		if errs := validation.IsDNS1123Label(c.Namespace); len(errs) > 0 {
+			return flagErr("namespace", c.Namespace, "not a valid namespace: %s", errs[0])
 		}
 	}
 	ports := []struct {
@@ -340,8 +412,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, h := range c.DiscoveryTokenCACertHashes {
-		if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
+		if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 || strings.Trim(strings.ToLower(h[len("sha256:"):]), "0123456789abcdef") != "" {
 			return flagErr("discovery-token-ca-cert-hash", h, "must be sha256:<64 hex digits>, as printed by kubeadm token create --print-join-command")
+		}
+	}
+	if c.JoinToken != "" {
+		if !bootstrapTokenRE.MatchString(c.JoinToken) {
+			return flagErr("join-token", "", "not a bootstrap token: the form is <6 characters [a-z0-9]>.<16 characters [a-z0-9]>, as kubeadm token create prints it")
+		}
+		if c.BootstrapFile == "" && len(c.DiscoveryTokenCACertHashes) == 0 && !c.DiscoveryTokenUnsafeSkipCAVerification {
+			return flagErr("join-token", "", "needs --discovery-token-ca-cert-hash=sha256:<hex> to pin the cluster CA "+
+				"(kubeadm token create --print-join-command prints it); --discovery-token-unsafe-skip-ca-verification joins without pinning (unsafe)")
 		}
 	}
 	return nil

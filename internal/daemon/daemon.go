@@ -32,6 +32,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		slog.String("node", cfg.NodeName),
 		slog.String("mode", cfg.WorkingMode),
 		slog.Int("servers", len(cfg.ServerAddrs)))
+	for _, in := range cfg.Inert() {
+		log.Warn("flag accepted but it has no effect yet: its feature is not built in this hub",
+			slog.String("flag", "--"+in.Flag), slog.String("value", in.Value))
+	}
 
 	if err := os.MkdirAll(cfg.RootDir, 0o700); err != nil {
 		return fmt.Errorf("create --root-dir %s: %w", cfg.RootDir, err)
@@ -98,6 +102,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	netw.register(on.metrics.Registry)
 	if local != nil {
 		local.SetCloudHealthy(on.lb.AnyHealthy)
+		on.metrics.RegisterPlaceholderTokens(localproxy.PlaceholderTokens)
 	}
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {

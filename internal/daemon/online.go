@@ -2,17 +2,20 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/connrotation"
 
 	"github.com/yurthub/yurthub/internal/cachemgr"
 	"github.com/yurthub/yurthub/internal/certs"
@@ -49,6 +52,8 @@ type onlineDeps struct {
 type online struct {
 	log       *slog.Logger
 	certs     certs.Source
+	certMgr   *certs.Manager // token bootstrap; nil with kubelet's certificate
+	dialer    *connrotation.Dialer
 	metrics   *metrics.Metrics
 	lb        *loadbalancer.Balancer
 	health    *healthcheck.Checker
@@ -59,26 +64,102 @@ type online struct {
 	done      chan struct{}
 }
 
-// credentialSource picks the certs.Source for --bootstrap-mode.
-func credentialSource(cfg *config.Config) certs.Source {
+// credentialSource picks the certs.Source for --bootstrap-mode: kubelet's files, or
+// the hub's own certificates by CSR (token bootstrap). servers lists the apiservers
+// to ask for certificates, healthy first; onRotate runs when a new certificate of
+// the hub is in use.
+func credentialSource(cfg *config.Config, log *slog.Logger, servers func() []string, onRotate func(kind string, old, new *x509.Certificate)) (certs.Source, *certs.Manager, *certs.Bootstrap) {
 	if cfg.BootstrapMode == config.BootstrapModeKubeletCertificate {
-		return certs.NewKubeletSource(cfg.KubeletCAFile, cfg.KubeletClientCertificate, cfg.PKIDir())
+		return certs.NewKubeletSource(cfg.KubeletCAFile, cfg.KubeletClientCertificate, cfg.PKIDir()), nil, nil
 	}
-	return certs.NewPKISource(cfg.PKIDir())
+	b := &certs.Bootstrap{
+		File:      cfg.BootstrapFile,
+		JoinToken: cfg.JoinToken,
+		Pins:      cfg.DiscoveryTokenCACertHashes,
+		SkipPin:   cfg.DiscoveryTokenUnsafeSkipCAVerification,
+		TokenFile: cfg.JoinTokenFile(),
+	}
+	nodeIP := cfg.NodeIP
+	if nodeIP == nil {
+		var err error
+		if nodeIP, err = defaultRouteIPv4(); err != nil {
+			log.Warn("no --node-ip and no default-route IPv4 address: the serving certificate names only the local addresses", slog.Any("err", err))
+		}
+	}
+	var ips []net.IP
+	for _, ip := range []net.IP{cfg.DummyIfIP, net.ParseIP(cfg.BindProxyAddress), nodeIP, net.IPv4(127, 0, 0, 1)} {
+		if ip != nil && !ip.IsUnspecified() && !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
+		}
+	}
+	m := certs.NewManager(certs.ManagerOptions{
+		PKIDir:        cfg.PKIDir(),
+		NodeName:      cfg.NodeName,
+		Organizations: cfg.HubCertOrganizations,
+		ServingIPs:    ips,
+		Servers:       servers,
+		Bootstrap:     b,
+		Log:           log.With(slog.String("part", "certs")),
+		OnRotate:      onRotate,
+	})
+	return m, m, b
 }
 
 func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub *hubserver.Server, errc chan<- error, deps onlineDeps) (*online, error) {
-	o := &online{log: log, certs: credentialSource(cfg), metrics: metrics.New(), done: make(chan struct{})}
+	o := &online{log: log, metrics: metrics.New(), done: make(chan struct{})}
+	// Connections made with the hub's client certificate are closed when a new one
+	// is in use (as kubelet does), so none goes on with an identity that is replaced.
+	o.dialer = connrotation.NewDialer((&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+	servers := func() []string {
+		var healthy, rest []string
+		if o.lb == nil {
+			for _, u := range cfg.ServerAddrs {
+				rest = append(rest, u.String())
+			}
+			return rest
+		}
+		for _, b := range o.lb.Backends() {
+			if b.Healthy() {
+				healthy = append(healthy, b.String())
+			} else {
+				rest = append(rest, b.String())
+			}
+		}
+		return append(healthy, rest...)
+	}
+	var bootstrap *certs.Bootstrap
+	o.certs, o.certMgr, bootstrap = credentialSource(cfg, log, servers, func(kind string, old, _ *x509.Certificate) {
+		if kind == certs.KindClient && old != nil {
+			o.dialer.CloseAll()
+			log.Info("connections made with the previous client certificate closed", slog.String("old_serial", old.SerialNumber.Text(16)))
+		}
+	})
 	if err := o.certs.Ready(); err != nil {
-		if cfg.BootstrapMode == config.BootstrapModeToken {
-			ca, client, _ := o.certs.(*certs.FileSource).Files()
-			log.Error("the hub has no client credentials: token bootstrap (--join-token) is not implemented in this build; "+
-				"put the cluster CA and a client certificate+key PEM in place, or run with --bootstrap-mode=kubeletcertificate. "+
-				"The hub server runs; the proxy answers 503 until then",
-				slog.String("missing", err.Error()), slog.String("ca-file", ca), slog.String("client-pem", client))
-		} else {
+		switch {
+		case o.certMgr != nil && bootstrap.Present():
+			log.Info("the hub has no usable client certificate yet: it requests one by CSR (token bootstrap); the proxy answers 503, or from the cache offline, until then",
+				slog.String("state", err.Error()))
+		case o.certMgr != nil:
+			log.Error("the hub has no usable client certificate and no bootstrap credentials: give --bootstrap-file, or --join-token with --discovery-token-ca-cert-hash "+
+				"(or POST /v1/token), or run with --bootstrap-mode=kubeletcertificate. The hub server runs; the proxy answers 503 until then",
+				slog.String("state", err.Error()))
+		default:
 			log.Error("the hub's client credentials are not usable; the proxy answers 503 until they are", slog.Any("err", err))
 		}
+	}
+	if o.certMgr != nil {
+		o.metrics.RegisterCertificates([]string{certs.KindClient, certs.KindServer}, o.certMgr.NotAfter, o.certMgr.Rotations)
+		hub.Handle("/v1/token", hubserver.TokenHandler(log, config.ValidJoinToken, func(token string) error {
+			if err := bootstrap.SetJoinToken(token); err != nil {
+				return err
+			}
+			o.certMgr.Retry()
+			return nil
+		}))
+	} else {
+		hub.Handle("/v1/token", hubserver.TokenHandler(log, config.ValidJoinToken, func(string) error {
+			return errors.New("this hub runs with --bootstrap-mode=kubeletcertificate: it uses kubelet's certificate and keeps no join token")
+		}))
 	}
 	hub.AddReadyCheck(hubserver.ReadyCheck{Name: "certificates", Check: o.certs.Ready})
 	var proxyOpen atomic.Bool
@@ -114,6 +195,16 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		o.metrics.ServerHealthy.WithLabelValues(b.String()).Set(v)
 	}
 	o.health = healthcheck.New(o.lb, o.certs, healthcheck.Options{
+		// healthcheck's own transport, dialled through the rotation dialer.
+		NewBackendTransport: func() http.RoundTripper {
+			return &http.Transport{
+				DialContext:         o.dialer.DialContext,
+				TLSClientConfig:     certs.UpstreamTLS(o.certs),
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 2,
+				IdleConnTimeout:     90 * time.Second,
+			}
+		},
 		NodeName:           cfg.NodeName,
 		HeartbeatInterval:  cfg.HeartbeatInterval,
 		HeartbeatTimeout:   cfg.HeartbeatTimeout,
@@ -124,7 +215,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	})
 	var cacher proxy.Cacher
 	if cfg.WorkingMode == config.WorkingModeEdge && deps.Store != nil {
-		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{})
+		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{ConfigNamespace: cfg.Namespace})
 		cacher = o.cache
 		o.metrics.RegisterCache(func() metrics.CacheStats {
 			s := o.cache.Stats()
@@ -133,10 +224,13 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams}
 		})
 	}
+	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
+	certTransport.DialContext = o.dialer.DialContext
 	o.proxy, err = proxy.New(proxy.Options{
 		WorkingMode:         cfg.WorkingMode,
 		LB:                  o.lb,
 		Certs:               o.certs,
+		CertTransport:       certTransport,
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
@@ -154,6 +248,9 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 
 	hctx, cancel := context.WithCancel(ctx)
 	o.cancel = cancel
+	if o.certMgr != nil {
+		o.certMgr.Start(hctx)
+	}
 	go func() {
 		defer close(o.done)
 		o.health.Run(hctx)
@@ -194,11 +291,42 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	}
 
 	if o.cache != nil {
-		// cache_agents of ConfigMap kube-system/yurt-hub-cfg, read through the hub's
+		// cache_agents of ConfigMap <namespace>/yurt-hub-cfg, read through the hub's
 		// own proxy port as component "yurthub", so it is cached like any response.
 		self := &rest.Config{Host: "http://" + cfg.ProxyAddr(), UserAgent: "yurthub", QPS: -1}
-		if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
-			log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
+		watch := func() {
+			if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
+				log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
+			}
+		}
+		hasCert := func() bool { return o.certMgr.NotAfter(certs.KindClient).After(time.Time{}) }
+		if o.certMgr == nil || hasCert() {
+			watch() // offline with an expired certificate too: the cached setting applies
+		} else {
+			// A first join: until the hub has a certificate, a watch would only log
+			// failures saying the cloud is unreachable. Start it once the hub has its
+			// certificate and the health checker has seen the cloud with it (or 5 s
+			// later).
+			go func() {
+				var readySince time.Time
+				for {
+					select {
+					case <-hctx.Done():
+						return
+					case <-time.After(200 * time.Millisecond):
+					}
+					if !hasCert() {
+						continue
+					}
+					if readySince.IsZero() {
+						readySince = time.Now()
+					}
+					if o.lb.AnyHealthy() || time.Since(readySince) > 5*time.Second {
+						watch()
+						return
+					}
+				}
+			}()
 		}
 	}
 
@@ -214,8 +342,10 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 }
 
 func certFiles(src certs.Source) (ca, client, server string) {
-	if fs, ok := src.(*certs.FileSource); ok {
-		return fs.Files()
+	if f, ok := src.(interface {
+		Files() (string, string, string)
+	}); ok {
+		return f.Files()
 	}
 	return "", "", ""
 }
@@ -231,6 +361,9 @@ func (o *online) stop(ctx context.Context) {
 	}
 	o.cancel()
 	<-o.done
+	if o.certMgr != nil {
+		o.certMgr.Wait()
+	}
 	if o.cache != nil {
 		o.cache.Close()
 	}

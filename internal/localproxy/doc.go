@@ -39,7 +39,8 @@
 //	            age (REFERENCE section 7). Replaying hours-old events would mislead
 //	            more than help, and kubelet reports current state again on its own.
 //	            Service-account token requests: see token.go (the last token the cloud
-//	            issued for that account and audiences, while valid; else 503).
+//	            issued for that account and audiences, while valid; else a
+//	            placeholder token, placeholder_token.go).
 //	            Any other create: 503 Status saying the cloud is unreachable.
 //	update,     kubelet's nodes/<n>/status and pods/<n>/status (update, strategic
 //	patch       merge / merge / JSON patch) and its Lease in kube-node-lease, and

@@ -34,7 +34,8 @@ import (
 //     asked first), not to the pod asking now; once the cloud is back, the apiserver
 //     rejects it if that pod no longer exists, and kubelet then asks for a fresh one;
 //   - its expiry is the one the cloud gave: no offline extension;
-//   - no token was seen for that service account and audiences => a clear 503.
+//   - no token was seen for that service account and audiences, or the last one is
+//     (nearly) expired => a placeholder token (placeholder_token.go).
 // Tokens are kept in the cache file (mode 0600), like the Secrets it holds.
 
 // tokenResource is where seen tokens are kept (per component, namespace, and
@@ -165,7 +166,7 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, info *reque
 	key := tokenKey(info.Component, info.Namespace, info.Name, req.Spec.Audiences)
 	o, err := h.st.GetObject(r.Context(), key)
 	if errors.Is(err, store.ErrNotFound) {
-		writeStatus(w, r, unavailable(info, fmt.Sprintf("the hub cannot mint service-account tokens, and no token for serviceaccount %s/%s with audiences %v was seen while the cloud was reachable", info.Namespace, info.Name, req.Spec.Audiences)))
+		h.servePlaceholderToken(w, r, info, req, fmt.Sprintf("no token for serviceaccount %s/%s with audiences %v was seen while the cloud was reachable", info.Namespace, info.Name, req.Spec.Audiences))
 		return
 	}
 	if err != nil {
@@ -179,8 +180,8 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, info *reque
 	}
 	left := seen.Status.ExpirationTimestamp.Sub(h.opts.Now())
 	if left < h.opts.TokenMinValidity {
-		writeStatus(w, r, unavailable(info, fmt.Sprintf("the last token seen for serviceaccount %s/%s expires at %s (valid for less than %s), and the hub cannot mint a new one",
-			info.Namespace, info.Name, seen.Status.ExpirationTimestamp.UTC().Format(time.RFC3339), h.opts.TokenMinValidity)))
+		h.servePlaceholderToken(w, r, info, req, fmt.Sprintf("the last token seen for serviceaccount %s/%s expires at %s (valid for less than %s)",
+			info.Namespace, info.Name, seen.Status.ExpirationTimestamp.UTC().Format(time.RFC3339), h.opts.TokenMinValidity))
 		return
 	}
 	out := req.DeepCopy()

@@ -9,6 +9,7 @@ package metrics
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -116,4 +117,35 @@ func (m *Metrics) RegisterCache(stats func() CacheStats) {
 		gauge("cache_queue_high_water_bytes", "largest tee queue seen, bytes", func(s CacheStats) float64 { return float64(s.QueueHighMark) }),
 		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
 	)
+}
+
+// RegisterCertificates exports the hub's own certificates (token bootstrap): the
+// expiry of the one in use (Unix seconds, 0 while there is none) and how many were
+// obtained since start, per kind ("client", "server").
+func (m *Metrics) RegisterCertificates(kinds []string, notAfter func(kind string) time.Time, rotations func(kind string) int64) {
+	for _, k := range kinds {
+		labels := prometheus.Labels{"kind": k}
+		m.Registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: "certificate_expiration_timestamp_seconds",
+				Help: "expiry of the hub's certificate in use, Unix seconds (0: none)", ConstLabels: labels},
+				func() float64 {
+					t := notAfter(k)
+					if t.IsZero() {
+						return 0
+					}
+					return float64(t.Unix())
+				}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: "certificate_rotations_total",
+				Help: "certificates obtained by CSR since start (the first one included)", ConstLabels: labels},
+				func() float64 { return float64(rotations(k)) }),
+		)
+	}
+}
+
+// RegisterPlaceholderTokens exports how many placeholder service-account tokens the
+// offline path handed out (localproxy.PlaceholderTokens).
+func (m *Metrics) RegisterPlaceholderTokens(n func() int64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem,
+		Name: "offline_placeholder_tokens_total", Help: "placeholder service-account tokens handed out offline (not signed by the cluster)"},
+		func() float64 { return float64(n()) }))
 }

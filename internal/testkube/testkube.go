@@ -77,6 +77,13 @@ type Options struct {
 	// bootstrap-signer-controller and token-cleaner-controller, signing CSRs with the
 	// cluster CA. Start then waits until the "default" service account exists.
 	ControllerManager bool
+	// CSRSigningDuration is kube-controller-manager's --cluster-signing-duration, the
+	// lifetime of the certificates it signs (default: its own, one year, cut at the
+	// harness CA's expiry, 24h). Its signer
+	// backdates NotBefore by 5 minutes, and a client rotating at 70-90% of
+	// NotAfter-NotBefore (kubelet, the hub) rotates 0.7*(d+5m)-5m to 0.9*(d+5m)-5m after
+	// issue: with 2m30s, every 15 s to 105 s. Below about 2m10s that is "at once".
+	CSRSigningDuration time.Duration
 	// APIServerArgs are extra kube-apiserver flags ("--name=value"), placed last.
 	APIServerArgs []string
 	// StartTimeout bounds how long each process may take to become ready. Default 2m
@@ -524,6 +531,9 @@ func (c *Cluster) startControllerManager() error {
 			"--cluster-signing-key-file=" + c.path("ca.key"),
 			"--service-cluster-ip-range=10.96.0.0/16",
 		},
+	}
+	if c.opts.CSRSigningDuration > 0 {
+		c.kcm.args = append(c.kcm.args, "--cluster-signing-duration="+c.opts.CSRSigningDuration.String())
 	}
 	if err := c.kcm.start(); err != nil {
 		return err
