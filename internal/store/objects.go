@@ -130,6 +130,7 @@ func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
+	s.touched(k) // an unchanged GET still refreshes the object (gc.go)
 	key := schema.ObjectKey(k.Namespace, k.Name)
 	// compare says whether the stored copy makes this write stale (an error) or
 	// needless (done).
