@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/gc"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -176,9 +177,18 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		writeStatus(w, r, &st)
 		return
 	}
-	if err := h.st.PutObject(ctx, key, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out}); err != nil {
+	// Kept under the offline cap (gc.MaxLocalEvents per component, oldest dropped).
+	dropped, err := gc.KeepLocalEvent(ctx, h.st, key, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out})
+	if err != nil {
 		writeStatus(w, r, storeError(info, err))
 		return
+	}
+	if dropped > 0 {
+		h.log.Info("offline event cap reached: oldest local events dropped", slog.String("component", info.Component),
+			slog.Int("dropped", dropped), slog.Int("cap", gc.MaxLocalEvents))
+		if h.opts.GCCount != nil {
+			h.opts.GCCount(gc.Kind(key.Resource), "event_cap", dropped)
+		}
 	}
 	h.log.Debug("event kept offline", slog.String("component", info.Component), slog.String("event", key.Namespace+"/"+name))
 	h.respondObject(w, r, info, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out}, http.StatusCreated)

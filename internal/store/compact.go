@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -67,6 +68,15 @@ func ShouldCompact(fileSize, reclaimable int64) bool {
 // says so or opts.Force is set. The file must not be open in this process; another
 // process holding it gives ErrLocked. A missing file is not an error (nothing to do).
 func Compact(path string, opts CompactOptions) (res CompactResult, err error) {
+	// A damaged file can make bbolt panic or fault while the copy walks it: that is
+	// an error here (the file stays as it is; Open then deals with it).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			res.Compacted = false
+			err = fmt.Errorf("%w: %s: bbolt panicked while compacting: %v", ErrCorrupt, path, r)
+		}
+	}()
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
