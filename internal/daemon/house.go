@@ -45,7 +45,9 @@ func compactAtStart(cfg *config.Config, log *slog.Logger) {
 
 // gcCounter lets the offline path count before the metrics exist (they are made
 // by the online path, after it).
-type gcCounter struct{ fn atomic.Pointer[func(kind, reason string, n int)] }
+type gcCounter struct {
+	fn atomic.Pointer[func(kind, reason string, n int)]
+}
 
 func (c *gcCounter) set(fn func(kind, reason string, n int)) { c.fn.Store(&fn) }
 
