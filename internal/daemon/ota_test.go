@@ -214,4 +214,3 @@ func TestOTAUpgrade(t *testing.T) {
 	t.Logf("recreated by the DaemonSet controller: %s (uid %s, image %s)", neu.Name, neu.UID, neu.Spec.Containers[0].Image)
 	t.Logf("hub log (ota):\n%s", grepLines(logs.String(), "part=ota"))
 }
-
