@@ -20,6 +20,7 @@ import (
 
 	"github.com/yurthub/yurthub/internal/admin"
 	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/gc"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/testenv"
 	"github.com/yurthub/yurthub/internal/testkube"
@@ -219,4 +220,76 @@ func TestPodsEndpointAndStartupGC(t *testing.T) {
 		t.Errorf("the skip does not say why")
 	}
 	_ = os.Remove(cfg.AdminSocket())
+}
+
+// TestOfflineEventCap: events kubelet creates while the cloud is unreachable are
+// kept up to gc.MaxLocalEvents per component, the oldest dropped, and counted in
+// /metrics.
+func TestOfflineEventCap(t *testing.T) {
+	const node = "edge-1"
+	c := testkube.Start(t, testkube.Options{Nodes: []string{node}})
+	c.GrantNodeReadAll(t, node)
+	cfg := kubeletHubConfig(t, c, node, t.TempDir())
+	_, stop := runHub(t, cfg)
+	defer stop()
+	c.APIServer().Stop(t)
+	rc := kubeletRESTConfig(c, fmt.Sprintf("http://127.0.0.1:%d", cfg.ProxyPort))
+	rc.ContentType = "application/json"
+	kubelet := kubernetes.NewForConfigOrDie(rc)
+	ctx := context.Background()
+	waitUntil(t, 10*time.Second, "the hub to answer event creates offline", func() bool {
+		_, err := kubelet.CoreV1().Events("default").Create(ctx, offlineEvent(-1), metav1.CreateOptions{})
+		return err == nil
+	})
+	const total = gc.MaxLocalEvents + 10
+	start := time.Now()
+	for i := range total {
+		if _, err := kubelet.CoreV1().Events("default").Create(ctx, offlineEvent(i), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	t.Logf("%d events created offline in %s", total, time.Since(start).Round(time.Millisecond))
+	var b bytes.Buffer
+	if err := admin.Query(ctx, admin.Target{Socket: cfg.AdminSocket(), CacheFile: cfg.CacheFile()},
+		admin.Request{Op: "dump", Format: "json", Dump: admin.DumpOptions{Filter: store.Filter{Component: "kubelet", Resource: store.Resource{Resource: "events"}}}}, &b); err != nil {
+		t.Fatal(err)
+	}
+	var l struct {
+		Items []corev1.Event `json:"items"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &l); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, e := range l.Items {
+		kept[e.Name] = true
+	}
+	if len(kept) != gc.MaxLocalEvents {
+		t.Fatalf("%d events kept, want the cap %d", len(kept), gc.MaxLocalEvents)
+	}
+	for i := -1; i < total; i++ {
+		if want := i >= 10; kept[offlineEvent(i).Name] != want {
+			t.Fatalf("event %d kept=%v, want %v (the newest %d)", i, !want, want, gc.MaxLocalEvents)
+		}
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	line := grepLines(string(m), "node_yurthub_gc_objects_total{")
+	if line != `node_yurthub_gc_objects_total{kind="events",reason="event_cap"} 11` {
+		t.Fatalf("/metrics: %q", line)
+	}
+	t.Logf("kept the newest %d of %d; /metrics: %s", len(kept), total+1, line)
+}
+
+// offlineEvent i: kubelet's style of event, with its own times one second apart.
+func offlineEvent(i int) *corev1.Event {
+	at := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second))
+	return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p.%06d", i+1), Namespace: "default"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "p"},
+		Reason:         "BackOff", Message: "Back-off restarting failed container", Type: "Warning",
+		FirstTimestamp: at, LastTimestamp: at, Count: 1, Source: corev1.EventSource{Component: "kubelet", Host: "edge-1"}}
 }

@@ -184,7 +184,9 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		return
 	}
 	if dropped > 0 {
-		h.log.Info("offline event cap reached: oldest local events dropped", slog.String("component", info.Component),
+		// Debug, not Info: past the cap every new event drops one (weeks of outage
+		// would be a line per event); node_yurthub_gc_objects_total counts them.
+		h.log.Debug("offline event cap reached: oldest local events dropped", slog.String("component", info.Component),
 			slog.Int("dropped", dropped), slog.Int("cap", gc.MaxLocalEvents))
 		if h.opts.GCCount != nil {
 			h.opts.GCCount(gc.Kind(key.Resource), "event_cap", dropped)

@@ -67,7 +67,9 @@ func TestStaticPodUpgrade(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	ota.Register(mux, ota.Options{Node: node, ManifestDir: manifests, BackupDir: backup,
-		Cloud: func() (*rest.RESTClient, error) { return kubescheme.NewRESTClient(c.NodeConfig(node), corev1.SchemeGroupVersion) }})
+		Cloud: func() (*rest.RESTClient, error) {
+			return kubescheme.NewRESTClient(c.NodeConfig(node), corev1.SchemeGroupVersion)
+		}})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	post := func(pod string) (int, string) {
