@@ -52,12 +52,6 @@ type CompactResult struct {
 	Took        time.Duration
 }
 
-// Reclaimable reports the bytes a compaction would give back: the pages bbolt
-// holds free (reusable by writes, never returned to the filesystem).
-func (st Stats) Reclaimable() int64 {
-	return int64(st.FreePages+st.PendingPages) * int64(st.PageSize)
-}
-
 // ShouldCompact applies the start-up rule: reclaimable bytes above half the file
 // and above CompactMinReclaimable.
 func ShouldCompact(fileSize, reclaimable int64) bool {

@@ -70,7 +70,7 @@ func TestCompactShrinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fileSize(t, path)
-	t.Logf("before: file %d bytes, %d free pages of %d bytes: %d reclaimable", before, st.FreePages, st.PageSize, st.Reclaimable())
+	t.Logf("before: file %d bytes, %d free pages of %d bytes: %d reclaimable", before, st.FreePages, st.PageSize, st.Reclaimable)
 
 	res, err := Compact(path, CompactOptions{})
 	if err != nil {

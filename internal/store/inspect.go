@@ -24,6 +24,7 @@ type Stats struct {
 	PageSize       int              `json:"pageSize"`
 	FreePages      int              `json:"freePages"`    // reusable pages in the file
 	PendingPages   int              `json:"pendingPages"` // freed, reusable once readers finish
+	Reclaimable    int64            `json:"reclaimableBytes"` // what a compaction gives back (compact.go)
 	Components     []ComponentStats `json:"components"`
 }
 
@@ -62,6 +63,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	dbs := s.db.Stats()
 	st.FreePages, st.PendingPages = dbs.FreePageN, dbs.PendingPageN
 	st.PageSize = s.db.Info().PageSize
+	st.Reclaimable = int64(st.FreePages+st.PendingPages) * int64(st.PageSize)
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		if st.SchemaVersion, err = migrations.Version(tx); err != nil {
