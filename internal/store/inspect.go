@@ -24,8 +24,10 @@ type Stats struct {
 	PageSize       int              `json:"pageSize"`
 	FreePages      int              `json:"freePages"`    // reusable pages in the file
 	PendingPages   int              `json:"pendingPages"` // freed, reusable once readers finish
-	Reclaimable    int64            `json:"reclaimableBytes"` // what a compaction gives back (compact.go)
 	Components     []ComponentStats `json:"components"`
+
+	// Reclaimable is what a compaction gives back: the free and pending pages (compact.go).
+	Reclaimable int64 `json:"reclaimableBytes"`
 }
 
 // ComponentStats are one component's figures.
