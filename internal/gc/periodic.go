@@ -76,15 +76,16 @@ func (c *Collector) Sweep(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	res.ObjectsOnline = c.Online == nil || c.Online()
 	var expired, stale []store.ObjectKey
+	var expiredRVs, staleRVs []uint64
 	err := c.Store.WalkCoverage(ctx, store.Filter{}, func(k store.ObjectKey, o store.Object, covered bool) error {
 		if store.IsEventResource(k.Resource) {
 			if at := EventTime(o); !at.IsZero() && t.Sub(at) > EventMaxAge {
-				expired = append(expired, k)
+				expired, expiredRVs = append(expired, k), append(expiredRVs, o.ResourceVersion)
 			}
 			return nil
 		}
 		if res.ObjectsOnline && !covered && t.Sub(c.Store.LastRefreshed(k)) > ObjectMaxAge {
-			stale = append(stale, k)
+			stale, staleRVs = append(stale, k), append(staleRVs, o.ResourceVersion)
 		}
 		return nil
 	})
@@ -92,16 +93,26 @@ func (c *Collector) Sweep(ctx context.Context) (SweepResult, error) {
 		return res, fmt.Errorf("gc: walk the cache: %w", err)
 	}
 	log := c.log()
-	drop := func(keys []store.ObjectKey, reason string) (int, error) {
+	drop := func(keys []store.ObjectKey, rvs []uint64, reason string) (int, error) {
 		if len(keys) == 0 {
 			return 0, nil
 		}
-		n, err := c.Store.DeleteObjects(ctx, keys)
+		if reason == "not_refreshed" { // a GET since the walk keeps the object
+			var k2 []store.ObjectKey
+			var r2 []uint64
+			for i, k := range keys {
+				if now().Sub(c.Store.LastRefreshed(k)) > ObjectMaxAge {
+					k2, r2 = append(k2, k), append(r2, rvs[i])
+				}
+			}
+			keys, rvs = k2, r2
+		}
+		removed, err := c.Store.DeleteObjectsAt(ctx, keys, rvs)
 		if err != nil {
 			return 0, err
 		}
 		perKind := map[string]int{}
-		for _, k := range keys {
+		for _, k := range removed {
 			perKind[Kind(k.Resource)]++
 			if reason != "event_expired" { // events can be many: counted, not listed
 				log.Info("gc: dropped an object no list covers and no GET refreshed for a day",
@@ -114,13 +125,16 @@ func (c *Collector) Sweep(ctx context.Context) (SweepResult, error) {
 				c.Count(kind, reason, m)
 			}
 		}
-		return n, nil
+		return len(removed), nil
 	}
-	if res.EventsExpired, err = drop(expired, "event_expired"); err != nil {
+	if res.EventsExpired, err = drop(expired, expiredRVs, "event_expired"); err != nil {
 		return res, fmt.Errorf("gc: drop expired events: %w", err)
 	}
-	if res.NotRefreshed, err = drop(stale, "not_refreshed"); err != nil {
+	if res.NotRefreshed, err = drop(stale, staleRVs, "not_refreshed"); err != nil {
 		return res, fmt.Errorf("gc: drop unreferenced objects: %w", err)
+	}
+	if _, err := c.Store.PruneRefreshes(ctx); err != nil {
+		return res, fmt.Errorf("gc: prune the refresh record: %w", err)
 	}
 	log.Info("gc: periodic sweep done", slog.Int("events_expired", res.EventsExpired),
 		slog.Int("objects_not_refreshed", res.NotRefreshed), slog.Bool("online", res.ObjectsOnline),

@@ -57,6 +57,7 @@ func (g *PodGC) Run(ctx context.Context) (Result, error) {
 	// What the cache holds first: a node with nothing cached needs no cloud call.
 	type cached struct {
 		key store.ObjectKey
+		rv  uint64
 	}
 	var mine []cached
 	nodePods := map[string]bool{}
@@ -72,7 +73,7 @@ func (g *PodGC) Run(ctx context.Context) (Result, error) {
 		if p.Spec.NodeName != g.Node {
 			return nil
 		}
-		mine = append(mine, cached{key: k})
+		mine = append(mine, cached{key: k, rv: o.ResourceVersion})
 		nodePods[k.Namespace+"/"+k.Name] = true
 		return nil
 	})
@@ -97,11 +98,13 @@ func (g *PodGC) Run(ctx context.Context) (Result, error) {
 	}
 	res.InCloud = len(inCloud)
 	var gone []store.ObjectKey
+	var goneRVs []uint64
 	goneNames := map[string]bool{}
 	for _, c := range mine {
 		nn := c.key.Namespace + "/" + c.key.Name
 		if !inCloud[nn] {
 			gone = append(gone, c.key)
+			goneRVs = append(goneRVs, c.rv)
 			goneNames[nn] = true
 		}
 	}
@@ -115,13 +118,21 @@ func (g *PodGC) Run(ctx context.Context) (Result, error) {
 			slog.Int("cached_pods", res.Cached), slog.Int("cloud_pods", res.InCloud), slog.Int("few", FewPods))
 		return res, nil
 	}
-	n, err := g.Store.DeleteObjects(ctx, gone)
+	// Only copies unchanged since the walk: one the cloud sent meanwhile (a pod
+	// recreated under the same name) is newer than the list and stays.
+	removed, err := g.Store.DeleteObjectsAt(ctx, gone, goneRVs)
 	if err != nil {
 		return res, fmt.Errorf("gc: drop pods deleted in the cloud: %w", err)
 	}
-	res.Dropped = len(goneNames)
-	for _, k := range gone {
+	n := len(removed)
+	dropped := map[string]bool{}
+	for _, k := range removed {
+		dropped[k.Namespace+"/"+k.Name] = true
 		log.Info("gc: dropped a pod deleted in the cloud", slog.String("component", k.Component), slog.String("pod", k.Namespace+"/"+k.Name))
+	}
+	res.Dropped = len(dropped)
+	if n < len(gone) {
+		log.Info("gc: cached pods changed while the GC ran were kept", slog.Int("kept", len(gone)-n))
 	}
 	if g.Count != nil {
 		g.Count(Kind(PodsResource), "deleted_in_cloud", n)

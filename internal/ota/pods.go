@@ -26,26 +26,14 @@ func (h *Handler) podsHandler(w http.ResponseWriter, r *http.Request) {
 	// The newest resourceVersion among kubelet's pod views (they are all the node's
 	// pods or a superset); none at all => kubelet never listed its pods here.
 	var listRV uint64
-	views := 0
-	st, err := h.opts.Store.Stats(ctx)
+	views, err := h.opts.Store.Views(ctx, Kubelet, gc.PodsResource)
 	if err != nil {
 		h.fail(w, http.StatusInternalServerError, fmt.Sprintf("read the cache: %v", err))
 		return
 	}
-	for _, c := range st.Components {
-		if c.Name != Kubelet {
-			continue
-		}
-		for _, res := range c.Resources {
-			if res.Resource != gc.PodsResource {
-				continue
-			}
-			for _, l := range res.Lists {
-				views++
-				if l.ResourceVersion > listRV {
-					listRV = l.ResourceVersion
-				}
-			}
+	for _, l := range views {
+		if l.ResourceVersion > listRV {
+			listRV = l.ResourceVersion
 		}
 	}
 	var body bytes.Buffer
@@ -81,7 +69,7 @@ func (h *Handler) podsHandler(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusInternalServerError, fmt.Sprintf("read the cached pods: %v", err))
 		return
 	}
-	if views == 0 && n == 0 {
+	if len(views) == 0 && n == 0 {
 		h.fail(w, http.StatusServiceUnavailable, fmt.Sprintf("kubelet has not listed its pods through this hub yet, so the cache cannot tell which pods node %s has; retry once kubelet runs against the hub", h.opts.Node))
 		return
 	}

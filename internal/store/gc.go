@@ -43,6 +43,21 @@ func (r *refreshes) forget(k ObjectKey) {
 	r.mu.Unlock()
 }
 
+// prune forgets the keys for which keep is false and that were last seen before
+// cutoff (a key seen after it may be an object being written right now).
+func (r *refreshes) prune(keep func(string) bool, cutoff time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, ns := range r.at {
+		if ns < cutoff.UnixNano() && !keep(k) {
+			delete(r.at, k)
+			n++
+		}
+	}
+	return n
+}
+
 func (r *refreshes) last(k ObjectKey) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -61,42 +76,82 @@ func (s *Store) touched(k ObjectKey) { s.refreshes().touch(k, s.opts.Now()) }
 // the store was opened if none has.
 func (s *Store) LastRefreshed(k ObjectKey) time.Time { return s.refreshes().last(k) }
 
+// PruneRefreshes forgets the refresh times of objects no longer in the file (a view
+// dropped them, or a DELETED event), last seen more than an hour ago, so the record
+// does not grow with every pod name the node ever had. The periodic GC calls it.
+func (s *Store) PruneRefreshes(ctx context.Context) (int, error) {
+	present := map[string]struct{}{}
+	if err := s.Walk(ctx, Filter{}, func(k ObjectKey, _ Object) error {
+		present[k.String()] = struct{}{}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	return s.refreshes().prune(func(k string) bool { _, ok := present[k]; return ok }, s.opts.Now().Add(-time.Hour)), nil
+}
+
 // DeleteObjects removes each object named in keys from the file and from every list
 // view of its component and resource that covers it (their counts drop), in one
 // transaction. Keys not in the cache are skipped. It returns how many objects were
 // removed.
 func (s *Store) DeleteObjects(ctx context.Context, keys []ObjectKey) (int, error) {
+	removed, err := s.DeleteObjectsAt(ctx, keys, nil)
+	return len(removed), err
+}
+
+// DeleteObjectsAt is DeleteObjects for objects a caller decided on from an earlier
+// read: keys[i] is removed only if its stored resourceVersion is still rvs[i], so a
+// copy the cloud sent meanwhile (a pod recreated under the same name, say) is kept.
+// rvs nil removes whatever is stored. It returns the keys it removed.
+func (s *Store) DeleteObjectsAt(ctx context.Context, keys []ObjectKey, rvs []uint64) ([]ObjectKey, error) {
 	for _, k := range keys {
 		if err := checkObjectKey(k); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
+	if rvs != nil && len(rvs) != len(keys) {
+		return nil, fmt.Errorf("%w: %d keys but %d resourceVersions", ErrInvalid, len(keys), len(rvs))
+	}
 	if err := ctxErr(ctx); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(keys) == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	var n int
+	var done []ObjectKey
 	err := s.update(func(tx *bolt.Tx) error {
-		n = 0
-		for _, k := range keys {
+		done = done[:0]
+		for i, k := range keys {
+			if rvs != nil {
+				objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
+				var v []byte
+				if objs != nil {
+					v = objs.Get(schema.ObjectKey(k.Namespace, k.Name))
+				}
+				if v == nil {
+					continue
+				}
+				if _, rv, _, derr := schema.DecodeObject(v); derr == nil && rv != rvs[i] {
+					continue // changed since the caller looked: keep it
+				}
+			}
 			removed, err := deleteObjectTx(tx, k)
 			if err != nil {
 				return err
 			}
 			if removed {
-				n++
+				done = append(done, k)
 			}
 		}
 		return nil
 	})
-	if err == nil {
-		for _, k := range keys {
-			s.refreshes().forget(k)
-		}
+	if err != nil {
+		return nil, err
 	}
-	return n, err
+	for _, k := range done {
+		s.refreshes().forget(k)
+	}
+	return done, nil
 }
 
 // deleteObjectTx removes one object and its memberships; removed is false when the

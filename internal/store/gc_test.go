@@ -135,3 +135,74 @@ func TestPutLocalEventCap(t *testing.T) {
 	}
 	t.Logf("cap 5: kept %v, evicted %d oldest", kept, len(evicted))
 }
+
+func TestDeleteObjectsAtKeepsNewerCopies(t *testing.T) {
+	s := openTest(t, Options{})
+	a := ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "a"}
+	b := ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "b"}
+	for _, k := range []ObjectKey{a, b} {
+		if err := s.PutObject(ctx, k, obj("ns", k.Name, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b was recreated in the cloud (a newer copy) after the caller looked at RV 5.
+	if err := s.PutObject(ctx, b, obj("ns", "b", 9)); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := s.DeleteObjectsAt(ctx, []ObjectKey{a, b}, []uint64{5, 5})
+	if err != nil || len(removed) != 1 || removed[0] != a {
+		t.Fatalf("removed %v, %v; want only a", removed, err)
+	}
+	if o, err := s.GetObject(ctx, b); err != nil || o.ResourceVersion != 9 {
+		t.Fatalf("the newer copy: %+v %v", o, err)
+	}
+	if _, err := s.DeleteObjectsAt(ctx, []ObjectKey{a}, []uint64{1, 2}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("mismatched lengths: %v", err)
+	}
+}
+
+func TestPruneRefreshes(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := openTest(t, Options{Now: func() time.Time { return now }})
+	v := ListKey{Component: "kubelet", Resource: pods}
+	gone := ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "gone"}
+	kept := ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "kept"}
+	if err := s.ReplaceList(ctx, v, 3, []Object{obj("ns", "gone", 3), obj("ns", "kept", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []ObjectKey{gone, kept} { // kubelet GETs both
+		if err := s.PutObject(ctx, k, obj("ns", k.Name, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A list without "gone" removes it from the file (no GC involved).
+	if err := s.ReplaceList(ctx, v, 4, []Object{obj("ns", "kept", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneRefreshes(ctx); err != nil || n != 0 {
+		t.Fatalf("prune right away: %d %v (entries seen in the last hour stay)", n, err)
+	}
+	now = now.Add(2 * time.Hour)
+	if n, err := s.PruneRefreshes(ctx); err != nil || n != 1 {
+		t.Fatalf("prune 2h later: %d %v, want the one entry of the object gone from the file", n, err)
+	}
+	if got := s.LastRefreshed(kept); !got.Equal(now.Add(-2 * time.Hour)) {
+		t.Fatalf("kept entry: %v", got)
+	}
+}
+
+func TestViews(t *testing.T) {
+	s := openTest(t, Options{})
+	if v, err := s.Views(ctx, "kubelet", pods); err != nil || len(v) != 0 {
+		t.Fatalf("no views: %v %v", v, err)
+	}
+	for i, sel := range []string{"", "fieldSelector=spec.nodeName%3Dn1"} {
+		if err := s.ReplaceList(ctx, ListKey{Component: "kubelet", Resource: pods, Selector: sel}, uint64(10+i), []Object{obj("ns", "a", 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := s.Views(ctx, "kubelet", pods)
+	if err != nil || len(v) != 2 || v[1].Selector != "fieldSelector=spec.nodeName%3Dn1" || v[1].ResourceVersion != 11 || v[1].Count != 1 {
+		t.Fatalf("views: %+v %v", v, err)
+	}
+}
