@@ -5,8 +5,9 @@
 //	start, once online       pods of this node (spec.nodeName) cached by any       deleted_in_cloud
 //	                         component that the cloud's list of this node's pods
 //	                         (fieldSelector spec.nodeName=<node>) no longer has
-//	every --gc-frequency     events (core/v1, events.k8s.io) whose last time is     event_expired
-//	(jittered up to +50%)    more than EventMaxAge (1h) ago, online or offline
+//	at start, then every     events (core/v1, events.k8s.io) whose last time is     event_expired
+//	--gc-frequency (+ up to  more than EventMaxAge (1h) ago, online or offline
+//	50% at random)
 //	                         objects no list view covers and no GET has refreshed   not_refreshed
 //	                         for ObjectMaxAge (24h), only while the cloud is
 //	                         reachable (offline, what the node reads is kept)

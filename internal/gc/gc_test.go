@@ -245,3 +245,34 @@ func TestSweepEventAges(t *testing.T) {
 		t.Fatalf("the 59-minute-old event was dropped: %v", err)
 	}
 }
+
+func TestRunSweepsAtStartThenWaits(t *testing.T) {
+	now := time.Now()
+	s := openStore(t, nil)
+	k := store.ObjectKey{Component: "kubelet", Resource: store.Resource{Version: "v1", Resource: "events"}, Namespace: "ns", Name: "old"}
+	if err := s.PutObject(ctx, k, eventJSON("ns", "old", now.Add(-3*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		(&Collector{Store: s, Frequency: time.Hour}).Run(rctx)
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.GetObject(ctx, k); errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first sweep did not run at start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}

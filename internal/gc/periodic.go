@@ -32,10 +32,14 @@ type Collector struct {
 	Now    func() time.Time
 }
 
-// Run sweeps every jittered Frequency until ctx ends.
+// Run sweeps at once (events a long outage left behind go at start, as OpenYurt's
+// first run does), then every jittered Frequency until ctx ends.
 func (c *Collector) Run(ctx context.Context) {
 	if c.Frequency <= 0 {
 		return
+	}
+	if _, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
+		c.log().Warn("gc: periodic sweep failed; the next one retries", slog.Any("err", err))
 	}
 	for {
 		wait := c.Frequency + time.Duration(rand.Int64N(int64(c.Frequency)/2+1))
