@@ -285,10 +285,11 @@ func TestOfflineEventCap(t *testing.T) {
 	t.Logf("kept the newest %d of %d; /metrics: %s", len(kept), total+1, line)
 }
 
-// offlineEvent i: kubelet's style of event, with its own times one second apart.
+// offlineEvent i: kubelet's style of event.
 func offlineEvent(i int) *corev1.Event {
-	at := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second))
-	return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p.%06d", i+1), Namespace: "default"},
+	at := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	// Names in no particular order (as generateName's are): the cap goes by time.
+	return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p.%08x", uint32(i+1)*2654435761), Namespace: "default"},
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "p"},
 		Reason:         "BackOff", Message: "Back-off restarting failed container", Type: "Warning",
 		FirstTimestamp: at, LastTimestamp: at, Count: 1, Source: corev1.EventSource{Component: "kubelet", Host: "edge-1"}}

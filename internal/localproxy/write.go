@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -152,7 +153,9 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		md["name"] = name
 	}
 	md["uid"] = newUID()
-	md["creationTimestamp"] = h.opts.Now().UTC().Format("2006-01-02T15:04:05Z")
+	// With nanoseconds (clients parse it as RFC 3339 all the same): the offline
+	// event cap keeps the newest, and a second is too coarse to order them.
+	md["creationTimestamp"] = h.opts.Now().UTC().Format(time.RFC3339Nano)
 	delete(md, "resourceVersion")
 	if obj["kind"] == nil {
 		if info.APIGroup == "" {
