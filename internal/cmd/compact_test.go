@@ -63,6 +63,9 @@ func TestHubctlCompact(t *testing.T) {
 	if !strings.Contains(before, "reclaimable:") {
 		t.Fatal("inspect does not show the reclaimable bytes")
 	}
+	if js := run("inspect", "--root-dir", root, "-o", "json"); !strings.Contains(js, `"reclaimableBytes": `) {
+		t.Fatalf("inspect -o json has no reclaimableBytes:\n%.400s", js)
+	}
 	out := run("compact", "--root-dir", root)
 	t.Logf("hubctl compact: %s", strings.TrimSpace(out))
 	after := run("inspect", "--root-dir", root)

@@ -190,6 +190,17 @@ func TestPodsEndpointAndStartupGC(t *testing.T) {
 	}
 	logs, stop = runHub(t, cfg)
 	waitUntil(t, 20*time.Second, "the start-up pod GC", func() bool { return strings.Contains(logs.String(), "start-up pod GC done") })
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if line := grepLines(string(m), "node_yurthub_gc_objects_total{"); line != `node_yurthub_gc_objects_total{kind="pods",reason="deleted_in_cloud"} 2` {
+		t.Fatalf("/metrics after the GC: %q", line)
+	} else {
+		t.Logf("/metrics: %s", line)
+	}
 	stop()
 	t.Logf("GC log lines:\n%s", grepLines(logs.String(), "gc:"))
 	got := dumpedPods(t, cfg)
