@@ -99,7 +99,7 @@ func (h *Handler) answer(w http.ResponseWriter, err error) {
 	case errors.As(err, &rf):
 		h.fail(w, rf.code, rf.msg)
 	case errors.Is(err, ErrOffline):
-		h.fail(w, http.StatusServiceUnavailable, "OTA needs the cloud and "+err.Error()+"; retry when the node is connected")
+		h.reply(w, http.StatusServiceUnavailable, "OTA needs the cloud and "+err.Error()+"; retry when the node is connected", false)
 	default:
 		h.fail(w, http.StatusInternalServerError, err.Error())
 	}

@@ -82,7 +82,13 @@ func (h *Handler) podsHandler(w http.ResponseWriter, r *http.Request) {
 // fail answers a refusal or an error with its reason as plain text (OpenYurt's
 // handlers answer plain text too) and logs it.
 func (h *Handler) fail(w http.ResponseWriter, code int, msg string) {
-	if code >= 500 {
+	h.reply(w, code, msg, code >= 500)
+}
+
+// reply writes the answer; warn logs it at WARN (a fault of the hub or the cloud),
+// else at INFO (a refusal, or an outage the hub already reports).
+func (h *Handler) reply(w http.ResponseWriter, code int, msg string, warn bool) {
+	if warn {
 		h.log.Warn("hub server: "+msg, slog.Int("code", code))
 	} else {
 		h.log.Info("hub server: "+msg, slog.Int("code", code))
