@@ -109,6 +109,7 @@ func Compact(path string, opts CompactOptions) (res CompactResult, err error) {
 	_ = os.Remove(tmp)
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType, PageSize: src.Info().PageSize})
 	if err != nil {
+		_ = os.Remove(tmp) // bbolt may have created it before failing to initialise it
 		return res, noSpace(fmt.Errorf("compact: create %s: %w", tmp, err), filepath.Dir(path))
 	}
 	dstOpen := true

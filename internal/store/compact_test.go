@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/yurthub/yurthub/internal/testenv"
 )
 
 const compactChildEnv = "YURTHUB_STORE_COMPACT_CHILD" // path of the cache file
@@ -226,4 +229,62 @@ func TestCompactSIGKILL(t *testing.T) {
 	if left, _ := filepath.Glob(path + ".compact-*"); len(left) != 0 {
 		t.Fatalf("Compact left partial copies: %v", left)
 	}
+}
+
+// TestCompactDiskFull: with no room for the copy (a real full tmpfs), Compact fails
+// with ErrNoSpace, leaves the file as it was and no partial copy behind.
+func TestCompactDiskFull(t *testing.T) {
+	dir := testenv.SmallFS(t, 16<<20)
+	path := filepath.Join(dir, "cache.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ListKey{Component: "kubelet", Resource: pods}
+	var objs []Object
+	for i := range 1500 {
+		objs = append(objs, bigObj("default", fmt.Sprintf("p%04d", i), uint64(i+1)))
+	}
+	if err := s.ReplaceList(ctx, k, 2000, objs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceList(ctx, k, 3000, objs[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	want, n := fingerprint(t, path)
+	filler := testenv.FillDisk(t, dir)
+	res, err := Compact(path, CompactOptions{Force: true})
+	if !errors.Is(err, ErrNoSpace) || res.Compacted {
+		t.Fatalf("Compact on a full disk: %+v, %v; want ErrNoSpace", res, err)
+	}
+	t.Logf("Compact on a full disk: %v", err)
+	if got, _ := fingerprint(t, path); got != want {
+		t.Fatal("the file changed")
+	}
+	if left, _ := filepath.Glob(path + ".compact-*"); len(left) != 0 {
+		t.Fatalf("a partial copy was left: %v", left)
+	}
+	checkFile(t, path)
+	// Room for the new file to start but not for the copy: it fails half-way.
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-512<<10); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Compact(path, CompactOptions{Force: true})
+	if !errors.Is(err, ErrNoSpace) || res.Compacted {
+		t.Fatalf("Compact with 512 KiB free: %+v, %v; want ErrNoSpace", res, err)
+	}
+	t.Logf("Compact with 512 KiB free: %v", err)
+	if got, _ := fingerprint(t, path); got != want {
+		t.Fatal("the file changed")
+	}
+	if left, _ := filepath.Glob(path + ".compact-*"); len(left) != 0 {
+		t.Fatalf("a partial copy was left: %v", left)
+	}
+	checkFile(t, path)
+	t.Logf("the file (%d objects) is intact", n)
 }
