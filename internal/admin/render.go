@@ -71,6 +71,7 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 		fmt.Fprintf(bw, "created:         %s\n", st.Created)
 	}
 	fmt.Fprintf(bw, "file size:       %d bytes, %d on disk (page size %d, %d free pages, %d pending)\n", st.FileSize, st.DiskBytes, st.PageSize, st.FreePages, st.PendingPages)
+	fmt.Fprintf(bw, "reclaimable:     %d bytes (free pages: hubctl compact on a stopped node, or a start once they exceed half the file and 64 MiB)\n", st.Reclaimable)
 	if st.OpenYurtImport != "" {
 		fmt.Fprintf(bw, "openyurt import: %s\n", st.OpenYurtImport)
 	}

@@ -99,7 +99,7 @@ func hubctlApp(stdout, stderr io.Writer) *cli.App {
 
 // hubctlCommands are the operator subcommands, one file each.
 func hubctlCommands() []*cli.Command {
-	return []*cli.Command{inspectCommand(), dumpCommand()}
+	return []*cli.Command{inspectCommand(), dumpCommand(), compactCommand()}
 }
 
 func runDaemon(c *cli.Context) error {

@@ -41,7 +41,7 @@ func daemonFlags() []cli.Flag {
 		&cli.IntFlag{Name: "heartbeat-timeout-seconds", Value: int(d.HeartbeatTimeout / time.Second), Usage: "timeout of one heartbeat, seconds"},
 		&cli.IntFlag{Name: "heartbeat-interval-seconds", Value: int(d.HeartbeatInterval / time.Second), Usage: "interval between heartbeats, seconds"},
 		&cli.DurationFlag{Name: "kubelet-health-grace-period", Value: d.KubeletHealthGracePeriod, Usage: "stop heartbeating when kubelet has been silent this long"},
-		&cli.IntFlag{Name: "gc-frequency", Value: int(d.GCFrequency / time.Minute), Usage: "period of the cached-events garbage collection, minutes" + inert},
+		&cli.IntFlag{Name: "gc-frequency", Value: int(d.GCFrequency / time.Minute), Usage: "period of the cache's garbage collection (expired events, objects nothing refreshes), minutes, jittered"},
 		&cli.StringFlag{Name: "join-token", Usage: "bootstrap token (<id>.<secret>): with --discovery-token-ca-cert-hash, the hub reads kube-public/cluster-info, checks it and gets its certificates by CSR"},
 		&cli.StringFlag{Name: "bootstrap-file", Usage: "bootstrap kubeconfig (server, CA, bootstrap token, as yurtadm writes it), used to get the hub's certificates by CSR; preferred over --join-token"},
 		&cli.StringSliceFlag{Name: "discovery-token-ca-cert-hash", Usage: "sha256:<hex> of the cluster CA's public key (kubeadm's format) for --join-token discovery (repeatable)"},

@@ -188,7 +188,6 @@ func (c *Config) Inert() []InertSetting {
 		}
 	}
 	add("nodepool-name", c.NodePoolName != d.NodePoolName, c.NodePoolName)
-	add("gc-frequency", c.GCFrequency != d.GCFrequency, int(c.GCFrequency/time.Minute))
 	add("enable-resource-filter", c.EnableResourceFilter != d.EnableResourceFilter, c.EnableResourceFilter)
 	add("disabled-resource-filters", len(c.DisabledResourceFilters) > 0, strings.Join(c.DisabledResourceFilters, ","))
 	add("enable-node-pool", c.EnableNodePool != d.EnableNodePool, c.EnableNodePool)

@@ -46,6 +46,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// import) and the admin socket hubctl asks while the file is locked.
 	var cache *store.Store
 	if cfg.WorkingMode == config.WorkingModeEdge {
+		compactAtStart(cfg, log) // house.go
 		var err error
 		cache, err = store.Open(cfg.CacheFile(), store.Options{OpenYurtCacheDir: cfg.DiskCachePath, Log: log})
 		switch {
@@ -85,9 +86,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// is healthy; its watches end once one is healthy again.
 	deps := onlineDeps{Store: cache}
 	var local *localproxy.Handler
+	gcCount := &gcCounter{}
 	if cache != nil {
 		var err error
-		local, err = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout})
+		local, err = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout, GCCount: gcCount.Count})
 		if err != nil {
 			return fmt.Errorf("offline path: %w", err)
 		}
@@ -104,6 +106,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		local.SetCloudHealthy(on.lb.AnyHealthy)
 		on.metrics.RegisterPlaceholderTokens(localproxy.PlaceholderTokens)
 	}
+	// /pods, OTA, the start-up pod GC and the periodic GC (house.go).
+	gcCount.set(on.metrics.RegisterGC())
+	house := startHousekeeping(ctx, cfg, log, hub, on, cache, gcCount.Count)
+	defer house.stop()
 
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("cannot tell systemd the hub is ready", slog.Any("err", err))

@@ -36,7 +36,8 @@
 //	            cache with a fresh uid (201); a second create of the same name is 409.
 //	            They are NOT forwarded when the cloud returns: they are kept, for
 //	            offline reads and hubctl, until the cache's event GC drops them by
-//	            age (REFERENCE section 7). Replaying hours-old events would mislead
+//	            age (REFERENCE section 7), at most gc.MaxLocalEvents per component
+//	            (the oldest dropped in the same transaction as the new one). Replaying hours-old events would mislead
 //	            more than help, and kubelet reports current state again on its own.
 //	            Service-account token requests: see token.go (the last token the cloud
 //	            issued for that account and audiences, while valid; else a

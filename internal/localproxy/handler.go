@@ -48,6 +48,9 @@ type Options struct {
 	DiscoveryComponents []string
 	// Now is the clock (tests).
 	Now func() time.Time
+	// GCCount counts objects the offline path drops (events beyond the offline
+	// cap: kind, "event_cap", n); nil counts nothing.
+	GCCount func(kind, reason string, n int)
 }
 
 // Handler serves Kubernetes API requests from the cache while the cloud is

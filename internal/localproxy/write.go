@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/gc"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -151,7 +153,9 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		md["name"] = name
 	}
 	md["uid"] = newUID()
-	md["creationTimestamp"] = h.opts.Now().UTC().Format("2006-01-02T15:04:05Z")
+	// With nanoseconds (clients parse it as RFC 3339 all the same): the offline
+	// event cap keeps the newest, and a second is too coarse to order them.
+	md["creationTimestamp"] = h.opts.Now().UTC().Format(time.RFC3339Nano)
 	delete(md, "resourceVersion")
 	if obj["kind"] == nil {
 		if info.APIGroup == "" {
@@ -176,9 +180,20 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		writeStatus(w, r, &st)
 		return
 	}
-	if err := h.st.PutObject(ctx, key, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out}); err != nil {
+	// Kept under the offline cap (gc.MaxLocalEvents per component, oldest dropped).
+	dropped, err := gc.KeepLocalEvent(ctx, h.st, key, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out})
+	if err != nil {
 		writeStatus(w, r, storeError(info, err))
 		return
+	}
+	if dropped > 0 {
+		// Debug, not Info: past the cap every new event drops one (weeks of outage
+		// would be a line per event); node_yurthub_gc_objects_total counts them.
+		h.log.Debug("offline event cap reached: oldest local events dropped", slog.String("component", info.Component),
+			slog.Int("dropped", dropped), slog.Int("cap", gc.MaxLocalEvents))
+		if h.opts.GCCount != nil {
+			h.opts.GCCount(gc.Kind(key.Resource), "event_cap", dropped)
+		}
 	}
 	h.log.Debug("event kept offline", slog.String("component", info.Component), slog.String("event", key.Namespace+"/"+name))
 	h.respondObject(w, r, info, store.Object{Namespace: key.Namespace, Name: name, Encoding: store.EncodingJSON, Data: out}, http.StatusCreated)

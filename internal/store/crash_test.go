@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 		crashChild(path, os.Getenv(crashPlanEnv))
 		os.Exit(3) // crashChild never returns normally
 	}
+	if path := os.Getenv(compactChildEnv); path != "" {
+		compactChild(path) // compact_test.go
+		os.Exit(3)
+	}
 	os.Exit(m.Run())
 }
 

@@ -36,7 +36,9 @@
 // resource keep two correct views: OpenYurt refuses the second, openyurtio/openyurt#1400).
 // An object leaves the file when the last view covering it drops it (a replace
 // without it, or a DELETED event); objects stored by PutObject alone stay until
-// replaced or deleted by a view.
+// replaced or deleted by a view, or dropped by the GC (gc.go: DeleteObjects,
+// PutLocalEvent's cap). Compact (compact.go) rewrites the file without its free
+// pages; none of this changes the layout.
 //
 // # Writes and what a crash can lose
 //

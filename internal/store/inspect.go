@@ -25,6 +25,9 @@ type Stats struct {
 	FreePages      int              `json:"freePages"`    // reusable pages in the file
 	PendingPages   int              `json:"pendingPages"` // freed, reusable once readers finish
 	Components     []ComponentStats `json:"components"`
+
+	// Reclaimable is what a compaction gives back: the free and pending pages (compact.go).
+	Reclaimable int64 `json:"reclaimableBytes"`
 }
 
 // ComponentStats are one component's figures.
@@ -62,6 +65,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	dbs := s.db.Stats()
 	st.FreePages, st.PendingPages = dbs.FreePageN, dbs.PendingPageN
 	st.PageSize = s.db.Info().PageSize
+	st.Reclaimable = int64(st.FreePages+st.PendingPages) * int64(st.PageSize)
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		if st.SchemaVersion, err = migrations.Version(tx); err != nil {

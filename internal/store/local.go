@@ -38,6 +38,7 @@ func (s *Store) UpdateObject(ctx context.Context, k ObjectKey, expectRV uint64, 
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
+	s.touched(k)
 	return s.update(func(tx *bolt.Tx) error {
 		b, _ := objectsBucket(tx, false, k.Component, k.Resource)
 		if b == nil {

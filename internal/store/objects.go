@@ -130,6 +130,7 @@ func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
+	s.touched(k) // an unchanged GET still refreshes the object (gc.go)
 	key := schema.ObjectKey(k.Namespace, k.Name)
 	// compare says whether the stored copy makes this write stale (an error) or
 	// needless (done).
@@ -182,6 +183,7 @@ func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
 	if err := ctxErr(ctx); err != nil {
 		return Object{}, err
 	}
+	s.touched(k) // a read offline keeps the object as wanted as a GET online (gc.go)
 	var out Object
 	err := s.view(func(tx *bolt.Tx) error {
 		b, _ := objectsBucket(tx, false, k.Component, k.Resource)

@@ -83,6 +83,7 @@ type Store struct {
 	done      chan struct{}
 	mu        sync.RWMutex // held for reading by calls in flight, for writing by Close
 	closed    bool
+	refresh   refreshes // when GETs last saw each object (gc.go)
 }
 
 // Path is the cache file's path.
@@ -96,7 +97,7 @@ func (s *Store) DB() *bolt.DB { return s.db }
 // what happens to a damaged, newer or foreign file.
 func Open(path string, opts Options) (*Store, error) {
 	opts.defaults()
-	s := &Store{path: path, opts: opts, log: opts.Log.With(slog.String("cache", path))}
+	s := &Store{path: path, opts: opts, log: opts.Log.With(slog.String("cache", path)), refresh: refreshes{opened: opts.Now()}}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("create the cache directory for %s: %w", path, err)
