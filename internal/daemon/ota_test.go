@@ -89,7 +89,7 @@ func TestOTAUpgrade(t *testing.T) {
 	}
 	dsPod := func(notUID string) *corev1.Pod {
 		var found *corev1.Pod
-		waitUntil(t, 60*time.Second, "the DaemonSet's pod for "+node, func() bool {
+		waitUntilTrue(t, 60*time.Second, "the DaemonSet's pod for "+node, func() bool {
 			l, err := adm.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=ota"})
 			if err != nil {
 				return false
@@ -167,7 +167,7 @@ func TestOTAUpgrade(t *testing.T) {
 
 	// Offline: 503 with the reason.
 	c.APIServer().Stop(t)
-	waitUntil(t, 10*time.Second, "the hub to notice the cloud is gone", func() bool {
+	waitUntilTrue(t, 10*time.Second, "the hub to notice the cloud is gone", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
 		if err != nil {
 			return false
@@ -179,7 +179,7 @@ func TestOTAUpgrade(t *testing.T) {
 	expect("upgrade", old.Name, http.StatusServiceUnavailable, "unreachable")
 	expect("imagepull", old.Name, http.StatusServiceUnavailable, "unreachable")
 	c.APIServer().Start(t)
-	waitUntil(t, 20*time.Second, "the hub to see the cloud again", func() bool {
+	waitUntilTrue(t, 20*time.Second, "the hub to see the cloud again", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
 		if err != nil {
 			return false
@@ -191,7 +191,7 @@ func TestOTAUpgrade(t *testing.T) {
 
 	expect("upgrade", old.Name, http.StatusOK, "Start updating pod default/"+old.Name)
 	var deleting *corev1.Pod
-	waitUntil(t, 10*time.Second, "the outdated pod deleted", func() bool {
+	waitUntilTrue(t, 10*time.Second, "the outdated pod deleted", func() bool {
 		p, err := adm.CoreV1().Pods("default").Get(ctx, old.Name, metav1.GetOptions{})
 		deleting = p
 		return apierrors.IsNotFound(err) || (err == nil && p.DeletionTimestamp != nil)
