@@ -83,6 +83,8 @@ type Store struct {
 	done      chan struct{}
 	mu        sync.RWMutex // held for reading by calls in flight, for writing by Close
 	closed    bool
+
+	damage damageLog // values found damaged: logged once, counted
 }
 
 // Path is the cache file's path.

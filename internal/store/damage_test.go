@@ -1,0 +1,195 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// damageInPlace overwrites n pseudo-random bytes of the real file at every place
+// marker occurs (the live copy, and the stale copy in a freed page when the value's
+// page was rewritten since), with the file closed. The pages stay valid for bbolt;
+// only the value changes.
+func damageInPlace(t testing.TB, path, marker string, n int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(marker)) {
+		t.Fatalf("marker %q is not in %s", marker, path)
+	}
+	junk := make([]byte, n)
+	r := rand.New(rand.NewPCG(19, 300))
+	for i := range junk {
+		junk[i] = byte(r.UintN(256))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := 0; ; {
+		i := bytes.Index(data[off:], []byte(marker))
+		if i < 0 {
+			break
+		}
+		if _, err := f.WriteAt(junk, int64(off+i)); err != nil {
+			t.Fatal(err)
+		}
+		off += i + len(marker)
+	}
+}
+
+// TestDamagedValue: 300 random bytes written inside one stored pod of a real file
+// (bbolt's page check still passes). Open keeps the file; List refuses the whole view
+// with ErrDamaged naming the pod, before calling fn at all, and marks every view
+// covering it incomplete; GetObject refuses the pod and serves the others; Walk
+// (hubctl dump) passes it as Damaged; the key is logged once and counted once; the
+// next list (same objects, same resourceVersions) repairs it.
+func TestDamagedValue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	all := ListKey{Component: "kubelet", Resource: pods}
+	nsView := ListKey{Component: "kubelet", Resource: pods, Namespace: "default"}
+	other := ListKey{Component: "kubelet", Resource: pods, Namespace: "other"}
+	var objs []Object
+	for i := range 5 {
+		o := obj("default", fmt.Sprintf("pod-%d", i), uint64(100+i))
+		o.Data = append(o.Data[:len(o.Data)-1], fmt.Sprintf(`,"pad":"MARK%d%s"}`, i, strings.Repeat("-", 500))...)
+		objs = append(objs, o)
+	}
+	otherObj := obj("other", "x", 50)
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []ListKey{all, nsView} {
+		if err := s.ReplaceList(ctx, k, 200, objs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ReplaceList(ctx, other, 60, []Object{otherObj}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	damageInPlace(t, path, "MARK2-", 300)
+
+	var logs strings.Builder
+	s, err = Open(path, Options{Log: newTextLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); checkFile(t, path) })
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 0 {
+		t.Fatalf("a damaged value inside intact pages moved the file aside: %v", aside)
+	}
+
+	for round := range 2 { // the second round: logged and counted once, not twice
+		called := 0
+		info, err := s.List(ctx, all, func(Object) error { called++; return nil })
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "default/pod-2") {
+			t.Fatalf("round %d: List of a view with a damaged object: %v, want ErrDamaged naming default/pod-2", round, err)
+		}
+		if called != 0 {
+			t.Fatalf("round %d: List called fn %d times before reporting the damage (a streamed list would be torn)", round, called)
+		}
+		if info.Complete {
+			t.Fatalf("round %d: info of a damaged view says complete", round)
+		}
+		if _, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "default", Name: "pod-2"}); !errors.Is(err, ErrDamaged) {
+			t.Fatalf("round %d: GetObject of the damaged pod: %v, want ErrDamaged", round, err)
+		}
+	}
+	for _, k := range []ListKey{all, nsView} {
+		li, err := s.GetListInfo(ctx, k)
+		if err != nil || li.Complete || !strings.Contains(li.Reason, "default/pod-2") || !strings.Contains(li.Reason, "integrity") {
+			t.Errorf("view %s after the damage was found: %+v %v, want incomplete naming default/pod-2", k, li, err)
+		}
+	}
+	if li, err := s.GetListInfo(ctx, other); err != nil || !li.Complete {
+		t.Errorf("a view not covering the damaged pod: %+v %v, want complete", li, err)
+	}
+	if got, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "default", Name: "pod-1"}); err != nil || !bytes.Equal(got.Data, objs[1].Data) {
+		t.Errorf("an intact neighbour: %q %v", got.Data, err)
+	}
+	var walked []string
+	if err := s.Walk(ctx, Filter{}, func(k ObjectKey, o Object) error {
+		if o.Damaged != nil {
+			if !errors.Is(o.Damaged, ErrDamaged) || o.Data != nil {
+				t.Errorf("Walk: damaged %s: %v, data %q", k, o.Damaged, o.Data)
+			}
+			walked = append(walked, "damaged:"+k.Name)
+		} else {
+			walked = append(walked, k.Name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	if got := strings.Join(walked, " "); got != "pod-0 pod-1 damaged:pod-2 pod-3 pod-4 x" {
+		t.Errorf("Walk saw %s", got)
+	}
+	if n := strings.Count(logs.String(), "key=default/pod-2"); n != 1 {
+		t.Errorf("the damaged key was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if n := s.DamagedValues(); n != 1 {
+		t.Errorf("DamagedValues = %d, want 1", n)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil || len(st.Components) != 1 || fmt.Sprint(st.Components[0].Resources[0].Damaged) != "[default/pod-2]" {
+		t.Errorf("Stats: damaged %+v %v", st.Components, err)
+	}
+
+	// The next list from the cloud, with the same objects at the same resourceVersions.
+	if err := s.ReplaceList(ctx, all, 200, objs); err != nil {
+		t.Fatal(err)
+	}
+	got, info, err := listNames(t, s, all)
+	if err != nil || !info.Complete || len(got) != 5 {
+		t.Fatalf("after the repair list: %v %+v %v", got, info, err)
+	}
+	if o, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "default", Name: "pod-2"}); err != nil || !bytes.Equal(o.Data, objs[2].Data) {
+		t.Fatalf("after the repair: %q %v", o.Data, err)
+	}
+}
+
+// TestDamagedListInfo: a view's info record changed in place is refused (ErrDamaged)
+// rather than read as some other resourceVersion or count, and a list replaces it.
+func TestDamagedListInfo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	k := ListKey{Component: "kubelet", Resource: pods, Selector: "labelSelector=app=MARKINFO"}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkIncomplete(ctx, k, "x"); !errors.Is(err, ErrNotSynced) {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceList(ctx, k, 200, []Object{obj("a", "b", 5)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkIncomplete(ctx, k, "REASONMARK-reason"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	damageInPlace(t, path, "REASONMARK", 4)
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); checkFile(t, path) })
+	if _, err := s.GetListInfo(ctx, k); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("damaged info: %v, want ErrDamaged", err)
+	}
+	if err := s.ReplaceList(ctx, k, 300, []Object{obj("a", "b", 6)}); err != nil {
+		t.Fatalf("a list over a damaged info: %v", err)
+	}
+	if li, err := s.GetListInfo(ctx, k); err != nil || !li.Complete || li.ResourceVersion != 300 || li.Count != 1 {
+		t.Fatalf("after the list: %+v %v", li, err)
+	}
+}
