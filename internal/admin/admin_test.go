@@ -111,7 +111,7 @@ func TestStoppedNode(t *testing.T) {
 	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"schema version:  2", "kubelet", "pods.v1", "leases.v1.coordination.k8s.io", "imported 11 objects",
+	for _, want := range []string{"schema version:  3", "kubelet", "pods.v1", "leases.v1.coordination.k8s.io", "imported 11 objects",
 		"/version", "complete: imported from OpenYurt"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
@@ -264,5 +264,51 @@ func TestStaleSocketFallsBack(t *testing.T) {
 	err = Query(ctx, Target{Socket: sock, CacheFile: filepath.Join(t.TempDir(), "none.db")}, Request{Op: "inspect"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "no cache at") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestDamagedObjectShown: bytes of one cached Secret changed in place in the real
+// file (pages intact). hubctl inspect names it and dump shows it as damaged, never
+// its broken bytes; the other objects are dumped as before.
+func TestDamagedObjectShown(t *testing.T) {
+	path := sampleStore(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := bytes.Index(data, []byte("czNjcjN0LXBhc3N3b3Jk"))
+	if off < 0 {
+		t.Fatal("the sample secret's bytes are not in the file")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("\x00\x01\"}garbage\xff"), int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	target := Target{Socket: filepath.Join(filepath.Dir(path), "hub.sock"), CacheFile: path}
+	var out bytes.Buffer
+	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "damaged: kubelet secrets.v1: 1 object(s) failed the integrity check, never served: default/db-password") {
+		t.Errorf("inspect does not name the damaged secret:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Query(ctx, target, Request{Op: "dump", Dump: DumpOptions{ShowSecrets: true}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	l := parseList(t, out.Bytes(), FormatJSON)
+	if len(l.Items) != 12 {
+		t.Fatalf("%d items, want 12", len(l.Items))
+	}
+	it := item(l, "Unknown", "db-password")
+	if it == nil || !strings.Contains(it["hubctl.yurthub.io/damaged"].(string), "integrity check") || it["data"] != nil {
+		t.Fatalf("the damaged secret is dumped as %v", it)
+	}
+	if strings.Contains(out.String(), "garbage") {
+		t.Fatal("dump printed the damaged bytes")
 	}
 }

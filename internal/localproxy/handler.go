@@ -302,6 +302,12 @@ func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status) {
 // storeError maps a store error to a Status.
 func storeError(info *requestinfo.Info, err error) *metav1.Status {
 	switch {
+	case errors.Is(err, store.ErrDamaged):
+		// A value failed its integrity check: it is left out, never served, and the
+		// answer says what is missing (503: the cloud's next answer repairs it).
+		st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+			Message: fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and the cached copy of %s is incomplete: %v", describe(info), err)}
+		return &st
 	case errors.Is(err, store.ErrCorrupt):
 		return internalError(fmt.Sprintf("yurthub: the cache entry for %s is damaged (%v); it is rebuilt from the cloud when it is reachable", describe(info), err))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
