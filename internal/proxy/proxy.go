@@ -303,6 +303,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if st != nil && st.backend != nil {
 		server = st.backend.String()
 	}
+	if code, ok := requestError(err); ok {
+		// The request itself is what the apiserver refuses (HTTP/2 would not even
+		// send it): answer as the apiserver would, never from the cache.
+		p.log.Info("proxied request refused before it was sent", slog.String("server", server), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("code", code), slog.Any("err", err))
+		st := metav1.Status{Code: int32(code), Reason: metav1.StatusReasonBadRequest,
+			Message: fmt.Sprintf("yurthub: the request cannot be sent to the apiserver %s as it is: %v", server, err)}
+		if code == http.StatusRequestHeaderFieldsTooLarge {
+			st.Reason = ""
+			st.Message = fmt.Sprintf("yurthub: the request's headers are larger than the apiserver %s accepts (%v); send smaller headers", server, err)
+		}
+		writeStatus(w, r, &st, 0)
+		return
+	}
 	if p.edge && isConnectError(err) && !p.opts.LB.AnyHealthy() {
 		p.log.Info("cloud unreachable, answering locally", slog.String("path", r.URL.Path), slog.Any("err", err))
 		p.opts.Local.ServeHTTP(w, r)
@@ -351,7 +365,11 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if req.Context().Err() != nil || !isConnectError(err) {
 			if req.Context().Err() == nil {
-				m.UpstreamErrors.WithLabelValues(b.String(), "other").Inc()
+				kind := "other"
+				if _, ok := requestError(err); ok {
+					kind = "request"
+				}
+				m.UpstreamErrors.WithLabelValues(b.String(), kind).Inc()
 			}
 			return nil, err
 		}
@@ -401,6 +419,41 @@ func isConnectError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// requestError reports errors of the upstream transport that are about the request
+// itself rather than the backend, with the status the apiserver would answer: the
+// same request would fail on every backend and at any time, so it is neither a
+// sign of an unreachable cloud nor a reason to answer from the cache.
+//
+// The transports' errors for these are not exported (net/http's bundled HTTP/2 and
+// its HTTP/1.1 writer build them with errors.New/fmt.Errorf), so they are matched by
+// their text.
+func requestError(err error) (code int, ok bool) {
+	if err == nil {
+		return 0, false
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "request header list larger than peer's advertised limit"):
+		// The apiserver's HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE; over HTTP/1.1 the
+		// apiserver itself answers 431.
+		return http.StatusRequestHeaderFieldsTooLarge, true
+	case strings.Contains(msg, "invalid HTTP header "), // HTTP/2: a header name or value
+		strings.Contains(msg, "invalid HTTP trailer "),
+		strings.Contains(msg, "net/http: invalid header "), // HTTP/1.1
+		strings.Contains(msg, "net/http: invalid trailer "),
+		strings.Contains(msg, "invalid header field "),
+		strings.Contains(msg, "http: invalid Host header"),
+		strings.Contains(msg, "invalid Connection request header"),
+		strings.Contains(msg, "invalid Upgrade request header"),
+		strings.Contains(msg, "invalid Transfer-Encoding request header"),
+		strings.Contains(msg, "can't write control character in Request.URL"),
+		strings.Contains(msg, "request body larger than specified content length"),
+		strings.Contains(msg, "with Body length"): // http: ContentLength=N with Body length M
+		return http.StatusBadRequest, true
+	}
+	return 0, false
 }
 
 // countingWriter counts response bytes; Unwrap keeps Flush and Hijack working through
