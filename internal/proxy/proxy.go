@@ -12,6 +12,9 @@
 // and goes over a transport that only verifies the apiserver against the cluster CA; any
 // other request goes with the hub's own client certificate (certs.Source).
 //
+// The query parameters of gets, lists and watches are validated as the apiserver does
+// (requestinfo.ValidateQuery) before routing, so both paths refuse the same requests.
+//
 // Streaming: responses are flushed as they arrive (watch, logs -f); upgrade requests
 // (exec, attach, port-forward) are passed through as upgrades (HTTP/1.1 to the
 // backend); Content-Encoding is passed unchanged (the hub never asks for gzip itself
@@ -203,6 +206,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.opts.OnRequest != nil {
 		p.opts.OnRequest(info)
+	}
+	// Query parameters are checked here, once, for the proxied and the local path
+	// alike: what the apiserver refuses is refused offline too.
+	if st := requestinfo.ValidateQuery(r, info); st != nil {
+		writeStatus(w, r, st, 0)
+		return
 	}
 	m := p.opts.Metrics
 	kind := "readonly"
