@@ -48,6 +48,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,6 +102,25 @@ type Proxy struct {
 	// end with it, so a shutdown does not wait for them.
 	longCtx   context.Context
 	closeLong context.CancelFunc
+}
+
+// maxMessage bounds the message of a Status the proxy writes, maxEcho each of its
+// details (a name, a cause).
+const (
+	maxMessage = 4096
+	maxEcho    = 256
+)
+
+// shorten cuts s to at most n bytes (on a rune boundary), saying how much was cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d more bytes)", s[:cut], len(s)-cut)
 }
 
 // RetryAfterSeconds is the Retry-After of a 429 from the in-flight limiter.
@@ -496,9 +516,19 @@ func tooManyRequests(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeStatus answers with a metav1.Status in JSON, as the apiserver does for errors.
+// Its message is cut at maxMessage bytes: errors may quote the request's URL, and an
+// error must not repeat unbounded input.
 func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status, retryAfter int) {
 	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 	st.Status = metav1.StatusFailure
+	st.Message = shorten(st.Message, maxMessage)
+	if d := st.Details; d != nil {
+		d.Name = shorten(d.Name, maxEcho)
+		for i := range d.Causes {
+			d.Causes[i].Message = shorten(d.Causes[i].Message, maxEcho)
+			d.Causes[i].Field = shorten(d.Causes[i].Field, maxEcho)
+		}
+	}
 	body, _ := json.Marshal(st)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
