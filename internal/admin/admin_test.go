@@ -312,3 +312,41 @@ func TestDamagedObjectShown(t *testing.T) {
 		t.Fatal("dump printed the damaged bytes")
 	}
 }
+
+// TestInspectTruncatesLongCells: one view with a 97k-character selector must not pad
+// every row of the text table to its width (15 lines weighed 900 KB); the cell is
+// cut and says so, and -o json keeps the selector whole.
+func TestInspectTruncatesLongCells(t *testing.T) {
+	path := sampleStore(t)
+	s, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "labelSelector=app=" + strings.Repeat("z", 97_000)
+	k := store.ListKey{Component: "kubelet", Resource: store.Resource{Version: "v1", Resource: "pods"}, Selector: long}
+	if err := s.ReplaceList(ctx, k, 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	target := Target{Socket: filepath.Join(filepath.Dir(path), "hub.sock"), CacheFile: path}
+	var out bytes.Buffer
+	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	for _, l := range lines {
+		if len(l) > 400 {
+			t.Errorf("inspect line of %d bytes (want <= 400): %.200s...", len(l), l)
+		}
+	}
+	if out.Len() > 16<<10 || !strings.Contains(out.String(), "more chars; -o json shows all)") {
+		t.Errorf("inspect output is %d bytes (want < 16 KiB) or does not say a cell was cut:\n%.2000s", out.Len(), out.String())
+	}
+	out.Reset()
+	if err := Query(ctx, target, Request{Op: "inspect", Format: FormatJSON}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), long) {
+		t.Error("inspect -o json does not keep the long selector whole")
+	}
+}

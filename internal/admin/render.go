@@ -80,7 +80,7 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 	for _, c := range st.Components {
 		for _, r := range c.Resources {
 			if len(r.Lists) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t-\t-\t-\t-\t-\n", c.Name, r.Resource, r.Objects, r.Bytes)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t-\t-\t-\t-\t-\n", cell(c.Name), r.Resource, r.Objects, r.Bytes)
 			}
 			for i, l := range r.Lists {
 				objs, bytes := fmt.Sprint(r.Objects), fmt.Sprint(r.Bytes)
@@ -98,12 +98,12 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 				if l.Reason != "" {
 					state += ": " + l.Reason
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s?%s\t%d\t%d\t%s\t%s\n", c.Name, r.Resource, objs, bytes,
-					l.Namespace, l.Selector, l.ResourceVersion, l.Count, synced, state)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cell(c.Name), r.Resource, objs, bytes,
+					cell(l.Namespace+"?"+l.Selector), l.ResourceVersion, l.Count, synced, cell(state))
 			}
 		}
 		if len(c.Raw) > 0 {
-			fmt.Fprintf(tw, "%s\t(discovery)\t%d\t%d\t%s\t-\t-\t-\t-\n", c.Name, len(c.Raw), c.RawBytes, strings.Join(c.Raw, " "))
+			fmt.Fprintf(tw, "%s\t(discovery)\t%d\t%d\t%s\t-\t-\t-\t-\n", cell(c.Name), len(c.Raw), c.RawBytes, cell(strings.Join(c.Raw, " ")))
 		}
 	}
 	if err := tw.Flush(); err != nil {
