@@ -334,6 +334,7 @@ func TestInspectTruncatesLongCells(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(out.String(), "\n")
+	t.Logf("inspect: %d bytes, %d lines", out.Len(), len(lines))
 	for _, l := range lines {
 		if len(l) > 400 {
 			t.Errorf("inspect line of %d bytes (want <= 400): %.200s...", len(l), l)
