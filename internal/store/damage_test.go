@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // damageInPlace overwrites n pseudo-random bytes of the real file at every place
@@ -191,5 +192,36 @@ func TestDamagedListInfo(t *testing.T) {
 	}
 	if li, err := s.GetListInfo(ctx, k); err != nil || !li.Complete || li.ResourceVersion != 300 || li.Count != 1 {
 		t.Fatalf("after the list: %+v %v", li, err)
+	}
+}
+
+// TestMovedAsideFilesPruned: each unusable file is moved aside whole; after five,
+// only the newest KeepCorrupt remain, and the log says which were deleted.
+func TestMovedAsideFilesPruned(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cache.db")
+	var logs strings.Builder
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		if err := os.WriteFile(path, []byte(fmt.Sprintf("not a database %d\n", i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(path, Options{Log: newTextLogger(&logs), Now: func() time.Time { return now.Add(time.Duration(i) * time.Hour) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	aside, _ := filepath.Glob(path + ".corrupt-*")
+	var got []string
+	for _, a := range aside {
+		b, _ := os.ReadFile(a)
+		got = append(got, strings.TrimSpace(string(b)))
+	}
+	if want := "not a database 2,not a database 3,not a database 4"; strings.Join(got, ",") != want {
+		t.Fatalf("moved-aside files kept: %v (%q), want the newest %d (%s)\nlog:\n%s", aside, got, KeepCorrupt, want, logs.String())
+	}
+	if n := strings.Count(logs.String(), "deleted an old moved-aside cache file"); n != 2 {
+		t.Errorf("the log names %d deletions, want 2:\n%s", n, logs.String())
 	}
 }
