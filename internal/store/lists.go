@@ -393,14 +393,31 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 			data []byte
 		}
 		items := make([]item, 0, min(max(info.Count, 0), 1<<17))
+		// Members and objects are both sorted by key: walk them together (a cursor
+		// step is much cheaper than a lookup from the root), seeking only over gaps.
+		var oc *bolt.Cursor
+		var ok, ov []byte
+		if objs != nil {
+			oc = objs.Cursor()
+			ok, ov = oc.First()
+		}
 		c := members.Cursor()
 		for key, _ := c.First(); key != nil; key, _ = c.Next() {
 			if err := ctxErr(ctx); err != nil {
 				return err
 			}
 			var v []byte
-			if objs != nil {
-				v = objs.Get(key)
+			if oc != nil {
+				for steps := 0; ok != nil && bytes.Compare(ok, key) < 0; steps++ {
+					if steps == 4 {
+						ok, ov = oc.Seek(key)
+						break
+					}
+					ok, ov = oc.Next()
+				}
+				if bytes.Equal(ok, key) {
+					v = ov
+				}
 			}
 			if v == nil {
 				return fmt.Errorf("%w: %s: member %s has no object", ErrCorrupt, k, key)
