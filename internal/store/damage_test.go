@@ -225,3 +225,42 @@ func TestMovedAsideFilesPruned(t *testing.T) {
 		t.Errorf("the log names %d deletions, want 2:\n%s", n, logs.String())
 	}
 }
+
+// TestListWalksMembersOverGaps: List walks a view's members and the shared objects
+// bucket together; a view holding every 10th object of a larger one (gaps the walk
+// seeks over) and one holding neighbours (steps) both list exactly their members,
+// with their own bytes.
+func TestListWalksMembersOverGaps(t *testing.T) {
+	s := openTest(t, Options{NoSync: true})
+	all := ListKey{Component: "kubelet", Resource: pods}
+	var objs, tenth, first []Object
+	for i := range 100 {
+		o := obj("ns", fmt.Sprintf("p%03d", i), uint64(i+1))
+		objs = append(objs, o)
+		if i%10 == 7 {
+			tenth = append(tenth, o)
+		}
+		if i < 3 || i == 99 {
+			first = append(first, o)
+		}
+	}
+	if err := s.ReplaceList(ctx, all, 500, objs); err != nil {
+		t.Fatal(err)
+	}
+	for sel, want := range map[string][]Object{"labelSelector=a=tenth": tenth, "labelSelector=a=first": first} {
+		k := ListKey{Component: "kubelet", Resource: pods, Selector: sel}
+		if err := s.ReplaceList(ctx, k, 500, want); err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		if _, err := s.List(ctx, k, func(o Object) error {
+			if i >= len(want) || o.Name != want[i].Name || !bytes.Equal(o.Data, want[i].Data) {
+				t.Errorf("%s: item %d is %s %q", sel, i, o.Name, o.Data)
+			}
+			i++
+			return nil
+		}); err != nil || i != len(want) {
+			t.Errorf("%s: listed %d of %d: %v", sel, i, len(want), err)
+		}
+	}
+}
