@@ -10,6 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/yurthub/yurthub/internal/store/schema"
+	"github.com/yurthub/yurthub/migrations"
 )
 
 // damageInPlace overwrites n pseudo-random bytes of the real file at every place
@@ -262,5 +267,70 @@ func TestListWalksMembersOverGaps(t *testing.T) {
 		}); err != nil || i != len(want) {
 			t.Errorf("%s: listed %d of %d: %v", sel, i, len(want), err)
 		}
+	}
+}
+
+// TestOpenUpgradesFormat1File: a file as schema version 2 wrote it (records without
+// checksums, spelled here byte by byte) opens, is migrated to version 3 in place (not
+// moved aside), and serves the same objects and list info.
+func TestOpenUpgradesFormat1File(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := `{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":"ns","name":"p","resourceVersion":"7"}}`
+	if err := db.Update(func(tx *bolt.Tx) error {
+		env := migrations.Env{Now: time.Now}
+		for _, m := range migrations.Migrations[:2] {
+			if err := m.Migrate(tx, env); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(schema.BucketMeta).Put(schema.KeyVersion, schema.Uint64(2)); err != nil {
+			return err
+		}
+		comp, _ := tx.Bucket(schema.BucketComponents).CreateBucket([]byte("kubelet"))
+		objs, _ := comp.CreateBucket(schema.BucketObjects)
+		pb, _ := objs.CreateBucket([]byte("core/v1/pods"))
+		rec := append([]byte{1, 'j', 0, 0, 0, 0, 0, 0, 0, 7}, data...)
+		if err := pb.Put([]byte("ns/p"), rec); err != nil {
+			return err
+		}
+		lists, _ := comp.CreateBucket(schema.BucketLists)
+		lb, _ := lists.CreateBucket([]byte("core/v1/pods"))
+		vb, _ := lb.CreateBucket([]byte("?"))
+		mb, _ := vb.CreateBucket(schema.BucketMembers)
+		if err := mb.Put([]byte("ns/p"), []byte{1}); err != nil {
+			return err
+		}
+		info := []byte{1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}
+		return vb.Put(schema.KeyInfo, info)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var logs strings.Builder
+	s, err := Open(path, Options{Log: newTextLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); checkFile(t, path) })
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 0 {
+		t.Fatalf("a version-2 file was moved aside: %s", logs.String())
+	}
+	got, info, err := listNames(t, s, ListKey{Component: "kubelet", Resource: pods})
+	if err != nil || fmt.Sprint(got) != "[ns/p@7]" || info.ResourceVersion != 9 || !info.Complete || info.Count != 1 {
+		t.Fatalf("after the upgrade: %v %+v %v\n%s", got, info, err, logs.String())
+	}
+	o, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "p"})
+	if err != nil || string(o.Data) != data {
+		t.Fatalf("GetObject after the upgrade: %q %v", o.Data, err)
+	}
+	if st, err := s.Stats(ctx); err != nil || st.SchemaVersion != 3 {
+		t.Fatalf("schema version %d after the upgrade (%v)", st.SchemaVersion, err)
+	}
+	if !strings.Contains(logs.String(), "cache records now carry checksums") || !strings.Contains(logs.String(), "records=2") {
+		t.Errorf("the migration does not say what it did:\n%s", logs.String())
 	}
 }
