@@ -41,6 +41,7 @@ type Migration struct {
 var Migrations = []Migration{
 	{Version: 1, Name: "init", Migrate: initSchema},
 	{Version: 2, Name: "openyurt-import", Migrate: importOpenYurt},
+	{Version: 3, Name: "checksums", Migrate: addChecksums},
 }
 
 // Latest is the schema version this binary writes.

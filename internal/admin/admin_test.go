@@ -111,7 +111,7 @@ func TestStoppedNode(t *testing.T) {
 	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"schema version:  2", "kubelet", "pods.v1", "leases.v1.coordination.k8s.io", "imported 11 objects",
+	for _, want := range []string{"schema version:  3", "kubelet", "pods.v1", "leases.v1.coordination.k8s.io", "imported 11 objects",
 		"/version", "complete: imported from OpenYurt"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
@@ -264,5 +264,90 @@ func TestStaleSocketFallsBack(t *testing.T) {
 	err = Query(ctx, Target{Socket: sock, CacheFile: filepath.Join(t.TempDir(), "none.db")}, Request{Op: "inspect"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "no cache at") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestDamagedObjectShown: bytes of one cached Secret changed in place in the real
+// file (pages intact). hubctl inspect names it and dump shows it as damaged, never
+// its broken bytes; the other objects are dumped as before.
+func TestDamagedObjectShown(t *testing.T) {
+	path := sampleStore(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := bytes.Index(data, []byte("czNjcjN0LXBhc3N3b3Jk"))
+	if off < 0 {
+		t.Fatal("the sample secret's bytes are not in the file")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("\x00\x01\"}garbage\xff"), int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	target := Target{Socket: filepath.Join(filepath.Dir(path), "hub.sock"), CacheFile: path}
+	var out bytes.Buffer
+	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "damaged: kubelet secrets.v1: 1 object(s) failed the integrity check, never served: default/db-password") {
+		t.Errorf("inspect does not name the damaged secret:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Query(ctx, target, Request{Op: "dump", Dump: DumpOptions{ShowSecrets: true}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	l := parseList(t, out.Bytes(), FormatJSON)
+	if len(l.Items) != 12 {
+		t.Fatalf("%d items, want 12", len(l.Items))
+	}
+	it := item(l, "Unknown", "db-password")
+	if it == nil || !strings.Contains(it["hubctl.yurthub.io/damaged"].(string), "integrity check") || it["data"] != nil {
+		t.Fatalf("the damaged secret is dumped as %v", it)
+	}
+	if strings.Contains(out.String(), "garbage") {
+		t.Fatal("dump printed the damaged bytes")
+	}
+}
+
+// TestInspectTruncatesLongCells: one view with a 97k-character selector must not pad
+// every row of the text table to its width (15 lines weighed 900 KB); the cell is
+// cut and says so, and -o json keeps the selector whole.
+func TestInspectTruncatesLongCells(t *testing.T) {
+	path := sampleStore(t)
+	s, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "labelSelector=app=" + strings.Repeat("z", 97_000)
+	k := store.ListKey{Component: "kubelet", Resource: store.Resource{Version: "v1", Resource: "pods"}, Selector: long}
+	if err := s.ReplaceList(ctx, k, 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	target := Target{Socket: filepath.Join(filepath.Dir(path), "hub.sock"), CacheFile: path}
+	var out bytes.Buffer
+	if err := Query(ctx, target, Request{Op: "inspect"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	t.Logf("inspect: %d bytes, %d lines", out.Len(), len(lines))
+	for _, l := range lines {
+		if len(l) > 400 {
+			t.Errorf("inspect line of %d bytes (want <= 400): %.200s...", len(l), l)
+		}
+	}
+	if out.Len() > 16<<10 || !strings.Contains(out.String(), "more chars; -o json shows all)") {
+		t.Errorf("inspect output is %d bytes (want < 16 KiB) or does not say a cell was cut:\n%.2000s", out.Len(), out.String())
+	}
+	out.Reset()
+	if err := Query(ctx, target, Request{Op: "inspect", Format: FormatJSON}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), long) {
+		t.Error("inspect -o json does not keep the long selector whole")
 	}
 }

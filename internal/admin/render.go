@@ -81,7 +81,7 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 	for _, c := range st.Components {
 		for _, r := range c.Resources {
 			if len(r.Lists) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t-\t-\t-\t-\t-\n", c.Name, r.Resource, r.Objects, r.Bytes)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t-\t-\t-\t-\t-\n", cell(c.Name), r.Resource, r.Objects, r.Bytes)
 			}
 			for i, l := range r.Lists {
 				objs, bytes := fmt.Sprint(r.Objects), fmt.Sprint(r.Bytes)
@@ -99,12 +99,12 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 				if l.Reason != "" {
 					state += ": " + l.Reason
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s?%s\t%d\t%d\t%s\t%s\n", c.Name, r.Resource, objs, bytes,
-					l.Namespace, l.Selector, l.ResourceVersion, l.Count, synced, state)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", cell(c.Name), r.Resource, objs, bytes,
+					cell(l.Namespace+"?"+l.Selector), l.ResourceVersion, l.Count, synced, cell(state))
 			}
 		}
 		if len(c.Raw) > 0 {
-			fmt.Fprintf(tw, "%s\t(discovery)\t%d\t%d\t%s\t-\t-\t-\t-\n", c.Name, len(c.Raw), c.RawBytes, strings.Join(c.Raw, " "))
+			fmt.Fprintf(tw, "%s\t(discovery)\t%d\t%d\t%s\t-\t-\t-\t-\n", cell(c.Name), len(c.Raw), c.RawBytes, cell(strings.Join(c.Raw, " ")))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -112,6 +112,14 @@ func Inspect(ctx context.Context, w io.Writer, s *store.Store, format string) er
 	}
 	if len(st.Components) == 0 {
 		fmt.Fprintln(bw, "(the cache is empty)")
+	}
+	for _, c := range st.Components {
+		for _, r := range c.Resources {
+			if len(r.Damaged) > 0 {
+				fmt.Fprintf(bw, "damaged: %s %s: %d object(s) failed the integrity check, never served: %s\n",
+					c.Name, r.Resource, len(r.Damaged), cell(strings.Join(r.Damaged, " ")))
+			}
+		}
 	}
 	return bw.Flush()
 }
@@ -198,6 +206,16 @@ func Dump(ctx context.Context, w io.Writer, s *store.Store, o DumpOptions) error
 // through kubescheme.Scheme (built-in types). A protobuf object of a kind the
 // scheme does not know is shown with its identity and the raw bytes in base64.
 func decodeObject(k store.ObjectKey, o store.Object) (map[string]any, error) {
+	if o.Damaged != nil {
+		m := map[string]any{
+			"apiVersion":                strings.TrimPrefix(k.Resource.Group+"/"+k.Resource.Version, "/"),
+			"kind":                      "Unknown",
+			"metadata":                  map[string]any{"name": o.Name, "namespace": o.Namespace},
+			"hubctl.yurthub.io/damaged": o.Damaged.Error(),
+		}
+		annotate(m, k.Component)
+		return m, nil
+	}
 	var raw []byte
 	if o.Encoding == store.EncodingProtobuf {
 		typed, gvk, err := kubescheme.Protobuf.Decode(o.Data, nil, nil)
@@ -278,4 +296,19 @@ func redact(m map[string]any) {
 			}
 		}
 	}
+}
+
+// maxCell is the widest a table cell gets in hubctl inspect's text output: one long
+// selector must not pad every row of the table to its width. The JSON output keeps
+// every value whole.
+const maxCell = 96
+
+// cell shortens s to maxCell characters, saying how much was cut.
+func cell(s string) string {
+	r := []rune(s)
+	if len(r) <= maxCell {
+		return s
+	}
+	tail := fmt.Sprintf("...(%d more chars; -o json shows all)", len(r)-(maxCell-40))
+	return string(r[:maxCell-40]) + tail
 }

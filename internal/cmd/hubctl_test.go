@@ -45,7 +45,7 @@ func TestHubctlInspectDump(t *testing.T) {
 		dontWant string
 	}{
 		{[]string{"hubctl", "inspect", "--root-dir", root}, ExitOK, "secrets.v1", ""},
-		{[]string{"hubctl", "inspect", "--cache-file", filepath.Join(root, "cache.db"), "-o", "json"}, ExitOK, `"schemaVersion": 2`, ""},
+		{[]string{"hubctl", "inspect", "--cache-file", filepath.Join(root, "cache.db"), "-o", "json"}, ExitOK, `"schemaVersion": 3`, ""},
 		{[]string{"hubctl", "dump", "--root-dir", root}, ExitOK, `"k": "REDACTED"`, "c2VjcmV0"},
 		{[]string{"hubctl", "dump", "--root-dir", root, "-o", "yaml", "--show-secrets"}, ExitOK, "k: c2VjcmV0", ""},
 		{[]string{"hubctl", "dump", "--root-dir", root, "--component", "kube-proxy", "-o", "yaml"}, ExitOK, "items: []", ""},

@@ -40,6 +40,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.RootDir, 0o700); err != nil {
 		return fmt.Errorf("create --root-dir %s: %w", cfg.RootDir, err)
 	}
+	securePermissions(cfg.RootDir, log)
 
 	errc := make(chan error, 4)
 	// Edge mode: the cache file (migrated on open, incl. the one-time OpenYurt

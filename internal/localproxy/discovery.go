@@ -38,10 +38,15 @@ func (h *Handler) serveDiscovery(w http.ResponseWriter, r *http.Request, info *r
 	if len(keys) == 0 {
 		keys = []string{path}
 	}
+	var damaged error
 	for _, c := range h.discoveryComponents(info.Component) {
 		for _, k := range keys {
 			ct, body, err := h.st.GetRaw(r.Context(), c, k)
 			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if errors.Is(err, store.ErrDamaged) {
+				damaged = err // another component's copy may be intact
 				continue
 			}
 			if err != nil {
@@ -56,6 +61,10 @@ func (h *Handler) serveDiscovery(w http.ResponseWriter, r *http.Request, info *r
 			}
 			return
 		}
+	}
+	if damaged != nil {
+		writeStatus(w, r, storeError(info, damaged))
+		return
 	}
 	writeStatus(w, r, unavailable(info, path+" (in the form asked for) was never read into this node's cache"))
 }

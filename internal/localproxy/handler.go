@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,28 +224,51 @@ func (h *Handler) discoveryComponents(first string) []string {
 	return out
 }
 
-// describe names what a request reads, for error messages.
+// describe names what a request reads, for error messages. Every part that comes
+// from the request is shortened (echo): an error must not repeat unbounded input.
 func describe(info *requestinfo.Info) string {
 	var b strings.Builder
-	b.WriteString(info.Component)
+	b.WriteString(echo(info.Component))
 	b.WriteString("'s ")
-	b.WriteString(info.Resource)
+	b.WriteString(echo(info.Resource))
 	if info.APIGroup != "" {
-		b.WriteString("." + info.APIGroup)
+		b.WriteString("." + echo(info.APIGroup))
 	}
 	if info.Name != "" && info.Verb != "list" && info.Verb != "watch" {
-		b.WriteString(" " + info.Name)
+		b.WriteString(" " + echo(info.Name))
 	}
 	if info.Namespace != "" {
-		b.WriteString(" in namespace " + info.Namespace)
+		b.WriteString(" in namespace " + echo(info.Namespace))
 	}
 	if info.LabelSelector != "" {
-		b.WriteString(" labelSelector=" + info.LabelSelector)
+		b.WriteString(" labelSelector=" + echo(info.LabelSelector))
 	}
 	if info.FieldSelector != "" {
-		b.WriteString(" fieldSelector=" + info.FieldSelector)
+		b.WriteString(" fieldSelector=" + echo(info.FieldSelector))
 	}
 	return b.String()
+}
+
+// maxEcho bounds each piece of request input an error message repeats, and
+// maxMessage a whole message (a backstop for input that reaches it another way).
+const (
+	maxEcho    = 256
+	maxMessage = 4096
+)
+
+// echo shortens s to at most maxEcho bytes (on a rune boundary), saying how much
+// was left out.
+func echo(s string) string { return shorten(s, maxEcho) }
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d more bytes)", s[:cut], len(s)-cut)
 }
 
 // unavailable is the 503 every request gets that the node cannot answer truthfully
@@ -257,20 +281,20 @@ func unavailable(info *requestinfo.Info, why string) *metav1.Status {
 
 func describeTarget(info *requestinfo.Info) string {
 	if !info.IsResourceRequest {
-		return info.Path
+		return echo(info.Path)
 	}
-	s := info.Resource
+	s := echo(info.Resource)
 	if info.APIGroup != "" {
-		s += "." + info.APIGroup
+		s += "." + echo(info.APIGroup)
 	}
 	if info.Subresource != "" {
-		s += "/" + info.Subresource
+		s += "/" + echo(info.Subresource)
 	}
 	if info.Name != "" {
-		s += " " + info.Name
+		s += " " + echo(info.Name)
 	}
 	if info.Namespace != "" {
-		s += " (namespace " + info.Namespace + ")"
+		s += " (namespace " + echo(info.Namespace) + ")"
 	}
 	return s
 }
@@ -285,6 +309,14 @@ func internalError(msg string) *metav1.Status {
 func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status) {
 	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 	st.Status = metav1.StatusFailure
+	st.Message = shorten(st.Message, maxMessage)
+	if d := st.Details; d != nil {
+		d.Name = echo(d.Name)
+		for i := range d.Causes {
+			d.Causes[i].Message = echo(d.Causes[i].Message)
+			d.Causes[i].Field = echo(d.Causes[i].Field)
+		}
+	}
 	body, _ := json.Marshal(st)
 	hd := w.Header()
 	hd.Set("Content-Type", mediaJSON)
@@ -305,6 +337,12 @@ func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status) {
 // storeError maps a store error to a Status.
 func storeError(info *requestinfo.Info, err error) *metav1.Status {
 	switch {
+	case errors.Is(err, store.ErrDamaged):
+		// A value failed its integrity check: it is left out, never served, and the
+		// answer says what is missing (503: the cloud's next answer repairs it).
+		st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+			Message: fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and the cached copy of %s is incomplete: %v", describe(info), err)}
+		return &st
 	case errors.Is(err, store.ErrCorrupt):
 		return internalError(fmt.Sprintf("yurthub: the cache entry for %s is damaged (%v); it is rebuilt from the cloud when it is reachable", describe(info), err))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

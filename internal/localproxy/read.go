@@ -30,7 +30,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, info *request
 		if h.hasResource(ctx, info) {
 			writeStatus(w, r, notFound(info, fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and %s is not in this node's cache", describe(info))))
 		} else {
-			writeStatus(w, r, unavailable(info, fmt.Sprintf("%s never read any %s into this node's cache, so the hub cannot tell whether it exists", info.Component, info.Resource)))
+			writeStatus(w, r, unavailable(info, fmt.Sprintf("%s never read any %s into this node's cache, so the hub cannot tell whether it exists", echo(info.Component), echo(info.Resource))))
 		}
 		return
 	}

@@ -147,6 +147,8 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 	timeout := h.opts.MaxWatchTimeout
 	if info.TimeoutSeconds > 0 {
 		timeout = time.Duration(info.TimeoutSeconds) * time.Second
+	} else if info.TimeoutSeconds < 0 {
+		timeout = 0 // as the apiserver: a negative timeout ends the watch at once
 	}
 
 	h.watches.Add(1)

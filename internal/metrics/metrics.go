@@ -91,6 +91,7 @@ type CacheStats struct {
 	WriteSeconds                            float64 // total time in store writes
 	QueueHighMark                           int64   // largest tee queue seen, bytes
 	ActiveStreams                           int64   // responses being teed now
+	DamagedValues                           int64   // cached values that failed their integrity check
 }
 
 // RegisterCache exports the cache manager's counters: mean write latency is
@@ -115,6 +116,7 @@ func (m *Metrics) RegisterCache(stats func() CacheStats) {
 		counter("cache_writes_total", "store write calls", func(s CacheStats) float64 { return float64(s.Writes) }),
 		counter("cache_write_seconds_total", "seconds spent in store writes", func(s CacheStats) float64 { return s.WriteSeconds }),
 		gauge("cache_queue_high_water_bytes", "largest tee queue seen, bytes", func(s CacheStats) float64 { return float64(s.QueueHighMark) }),
+		counter("cache_damaged_values_total", "cached values found damaged (checksum mismatch): left out of every answer until the cloud replaces them", func(s CacheStats) float64 { return float64(s.DamagedValues) }),
 		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
 	)
 }

@@ -12,6 +12,9 @@
 // and goes over a transport that only verifies the apiserver against the cluster CA; any
 // other request goes with the hub's own client certificate (certs.Source).
 //
+// The query parameters of gets, lists and watches are validated as the apiserver does
+// (requestinfo.ValidateQuery) before routing, so both paths refuse the same requests.
+//
 // Streaming: responses are flushed as they arrive (watch, logs -f); upgrade requests
 // (exec, attach, port-forward) are passed through as upgrades (HTTP/1.1 to the
 // backend); Content-Encoding is passed unchanged (the hub never asks for gzip itself
@@ -45,6 +48,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,6 +102,25 @@ type Proxy struct {
 	// end with it, so a shutdown does not wait for them.
 	longCtx   context.Context
 	closeLong context.CancelFunc
+}
+
+// maxMessage bounds the message of a Status the proxy writes, maxEcho each of its
+// details (a name, a cause).
+const (
+	maxMessage = 4096
+	maxEcho    = 256
+)
+
+// shorten cuts s to at most n bytes (on a rune boundary), saying how much was cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d more bytes)", s[:cut], len(s)-cut)
 }
 
 // RetryAfterSeconds is the Retry-After of a 429 from the in-flight limiter.
@@ -204,6 +227,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.opts.OnRequest != nil {
 		p.opts.OnRequest(info)
 	}
+	// Query parameters are checked here, once, for the proxied and the local path
+	// alike: what the apiserver refuses is refused offline too.
+	if st := requestinfo.ValidateQuery(r, info); st != nil {
+		writeStatus(w, r, st, 0)
+		return
+	}
 	m := p.opts.Metrics
 	kind := "readonly"
 	switch {
@@ -303,6 +332,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if st != nil && st.backend != nil {
 		server = st.backend.String()
 	}
+	if code, ok := requestError(err); ok {
+		// The request itself is what the apiserver refuses (HTTP/2 would not even
+		// send it): answer as the apiserver would, never from the cache.
+		p.log.Info("proxied request refused before it was sent", slog.String("server", server), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("code", code), slog.Any("err", err))
+		st := metav1.Status{Code: int32(code), Reason: metav1.StatusReasonBadRequest,
+			Message: fmt.Sprintf("yurthub: the request cannot be sent to the apiserver %s as it is: %v", server, err)}
+		if code == http.StatusRequestHeaderFieldsTooLarge {
+			st.Reason = ""
+			st.Message = fmt.Sprintf("yurthub: the request's headers are larger than the apiserver %s accepts (%v); send smaller headers", server, err)
+		}
+		writeStatus(w, r, &st, 0)
+		return
+	}
 	if p.edge && isConnectError(err) && !p.opts.LB.AnyHealthy() {
 		p.log.Info("cloud unreachable, answering locally", slog.String("path", r.URL.Path), slog.Any("err", err))
 		p.opts.Local.ServeHTTP(w, r)
@@ -351,7 +394,11 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if req.Context().Err() != nil || !isConnectError(err) {
 			if req.Context().Err() == nil {
-				m.UpstreamErrors.WithLabelValues(b.String(), "other").Inc()
+				kind := "other"
+				if _, ok := requestError(err); ok {
+					kind = "request"
+				}
+				m.UpstreamErrors.WithLabelValues(b.String(), kind).Inc()
 			}
 			return nil, err
 		}
@@ -403,6 +450,41 @@ func isConnectError(err error) bool {
 	return false
 }
 
+// requestError reports errors of the upstream transport that are about the request
+// itself rather than the backend, with the status the apiserver would answer: the
+// same request would fail on every backend and at any time, so it is neither a
+// sign of an unreachable cloud nor a reason to answer from the cache.
+//
+// The transports' errors for these are not exported (net/http's bundled HTTP/2 and
+// its HTTP/1.1 writer build them with errors.New/fmt.Errorf), so they are matched by
+// their text.
+func requestError(err error) (code int, ok bool) {
+	if err == nil {
+		return 0, false
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "request header list larger than peer's advertised limit"):
+		// The apiserver's HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE; over HTTP/1.1 the
+		// apiserver itself answers 431.
+		return http.StatusRequestHeaderFieldsTooLarge, true
+	case strings.Contains(msg, "invalid HTTP header "), // HTTP/2: a header name or value
+		strings.Contains(msg, "invalid HTTP trailer "),
+		strings.Contains(msg, "net/http: invalid header "), // HTTP/1.1
+		strings.Contains(msg, "net/http: invalid trailer "),
+		strings.Contains(msg, "invalid header field "),
+		strings.Contains(msg, "http: invalid Host header"),
+		strings.Contains(msg, "invalid Connection request header"),
+		strings.Contains(msg, "invalid Upgrade request header"),
+		strings.Contains(msg, "invalid Transfer-Encoding request header"),
+		strings.Contains(msg, "can't write control character in Request.URL"),
+		strings.Contains(msg, "request body larger than specified content length"),
+		strings.Contains(msg, "with Body length"): // http: ContentLength=N with Body length M
+		return http.StatusBadRequest, true
+	}
+	return 0, false
+}
+
 // countingWriter counts response bytes; Unwrap keeps Flush and Hijack working through
 // http.ResponseController (which the reverse proxy uses).
 type countingWriter struct {
@@ -434,9 +516,19 @@ func tooManyRequests(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeStatus answers with a metav1.Status in JSON, as the apiserver does for errors.
+// Its message is cut at maxMessage bytes: errors may quote the request's URL, and an
+// error must not repeat unbounded input.
 func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status, retryAfter int) {
 	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 	st.Status = metav1.StatusFailure
+	st.Message = shorten(st.Message, maxMessage)
+	if d := st.Details; d != nil {
+		d.Name = shorten(d.Name, maxEcho)
+		for i := range d.Causes {
+			d.Causes[i].Message = shorten(d.Causes[i].Message, maxEcho)
+			d.Causes[i].Field = shorten(d.Causes[i].Field, maxEcho)
+		}
+	}
 	body, _ := json.Marshal(st)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

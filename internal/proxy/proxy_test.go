@@ -2,10 +2,16 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -268,5 +274,92 @@ func TestFailedReadFallsBackToLocal(t *testing.T) {
 	}
 	if !lb.Backends()[0].Healthy() {
 		t.Error("a backend that accepted the connection must not be marked unhealthy by a dropped response")
+	}
+}
+
+// TestRequestErrorsAreNotCloudLoss: a header over the apiserver's HTTP/2 header-list
+// limit (SETTINGS_MAX_HEADER_LIST_SIZE; the backend advertises about 8 KiB here, a
+// real apiserver about 1 MiB) makes the transport refuse to send the request. That
+// is the request's fault, not the cloud's: 431, never the cache's older copy (get)
+// nor "cloud unreachable" (create), and the backend stays healthy.
+func TestRequestErrorsAreNotCloudLoss(t *testing.T) {
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","resourceVersion":"9"}}`))
+	}))
+	backend.EnableHTTP2 = true
+	backend.Config.MaxHeaderBytes = 8 << 10
+	backend.StartTLS()
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	lb, err := loadbalancer.New([]*url.URL{u}, loadbalancer.Options{Mode: config.LBModeRoundRobin, InitiallyHealthy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := NewUpstreamTransport(backend.Client().Transport.(*http.Transport).TLSClientConfig)
+	var local int
+	p, err := New(Options{WorkingMode: config.WorkingModeEdge, LB: lb, CertTransport: rt, TokenTransport: rt,
+		Local: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			local++
+			w.Write([]byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","resourceVersion":"1"}}`))
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := httptest.NewServer(p)
+	defer hub.Close()
+
+	do := func(method, path string, big bool) (int, string) {
+		req, _ := http.NewRequest(method, hub.URL+path, nil)
+		if big {
+			req.Header.Set("X-Big", strings.Repeat("x", 64<<10))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do(http.MethodGet, "/api/v1/namespaces/default/pods/p", false); code != http.StatusOK || !strings.Contains(body, `"9"`) {
+		t.Fatalf("small header: %d %s", code, body)
+	}
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/api/v1/namespaces/default/pods/p"},      // cached: must not come from the cache
+		{http.MethodPost, "/api/v1/namespaces/default/configmaps"}, // uncached: must not say the cloud is unreachable
+	} {
+		code, body := do(tc.method, tc.path, true)
+		t.Logf("%s %s with a 64 KiB header: %d %s", tc.method, tc.path, code, body)
+		if code != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(body, `"kind":"Status"`) || !strings.Contains(body, "headers are larger") {
+			t.Errorf("%s %s with a 64 KiB header: %d %s, want 431 Status", tc.method, tc.path, code, body)
+		}
+	}
+	if local != 0 {
+		t.Errorf("the local (cache) handler answered %d request(s) while the cloud was healthy", local)
+	}
+	if !lb.AnyHealthy() {
+		t.Error("the backend was marked unhealthy by a request error")
+	}
+}
+
+func TestRequestErrorClassification(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{errors.New("http2: request header list larger than peer's advertised limit"), http.StatusRequestHeaderFieldsTooLarge},
+		{fmt.Errorf("net/http: invalid header field value for %q", "X"), http.StatusBadRequest},
+		{errors.New(`invalid HTTP header value for header "X"`), http.StatusBadRequest},
+		{errors.New("http: ContentLength=10 with Body length 3"), http.StatusBadRequest},
+		{errors.New("http2: request body larger than specified content length"), http.StatusBadRequest},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, 0},
+		{io.ErrUnexpectedEOF, 0},
+		{nil, 0},
+	} {
+		code, ok := requestError(tc.err)
+		if code != tc.code || ok != (tc.code != 0) {
+			t.Errorf("requestError(%v) = %d %v, want %d", tc.err, code, ok, tc.code)
+		}
 	}
 }

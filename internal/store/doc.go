@@ -21,15 +21,20 @@
 //	        ├── objects
 //	        │   └── <group>/<version>/<resource>          core group spelled "core"
 //	        │       └── <namespace>/<name> = object record  "/<name>" if cluster-scoped
-//	        │             [1 fmt][1 enc 'j'|'p'][8 resourceVersion BE][bytes...]
+//	        │             [1 fmt=2][1 enc 'j'|'p'][8 resourceVersion BE][4 CRC-32C][bytes...]
 //	        ├── lists
 //	        │   └── <group>/<version>/<resource>
 //	        │       └── <namespace>?<selector>             one list view; ns "" = all
-//	        │           ├── info = [1 fmt][8 rv][8 syncedAt ns][8 count][1 complete][reason]
+//	        │           ├── info = [1 fmt=2][8 rv][8 syncedAt ns][8 count][1 complete][4 CRC-32C][reason]
 //	        │           └── members
 //	        │               └── <namespace>/<name> = 0x01  objects this view covers
 //	        └── raw
-//	            └── <path> = [1 fmt][2 len][content type][body]   /version, /api, /apis/...
+//	            └── <path> = [1 fmt=2][4 CRC-32C][2 len][content type][body]   /version, /api, /apis/...
+//
+// Every value record carries a CRC-32C (Castagnoli) of its own bytes (schema version 3;
+// migration 3 rewrote the format-1 records, which had none). bbolt checks its pages, not
+// the values in them: a value whose bytes changed on disk is found by its checksum on
+// every read and is never returned (see "Damaged values" below).
 //
 // An object is stored once per component/resource/namespace/name and shared by every
 // list view of that component and resource that covers it (two selectors on one
@@ -72,6 +77,20 @@
 // is one of them).
 // A read-only Open (hubctl on a stopped node) never moves, migrates or writes.
 //
+// Of the files moved aside, the newest KeepCorrupt are kept; older ones are deleted
+// (each can be as large as the cache), and the log says so.
+//
 // bbolt panics on some bad pages; every store call recovers such a panic and returns
 // an error wrapping ErrCorrupt instead.
+//
+// # Damaged values
+//
+// A value that fails its checksum (ErrDamaged) is left out of every answer: List
+// verifies every member of the view before it calls fn for the first one and then
+// returns ErrDamaged naming the damaged keys (a caller never streams half a list),
+// GetObject and GetRaw return ErrDamaged, Walk passes the object with Damaged set and
+// no Data. The store logs each damaged key once (WARN), counts it (DamagedValues), and
+// marks every list view covering it incomplete with the reason, so the offline path
+// refuses the view until the next list from the cloud replaces it; a damaged copy is
+// always overwritten, even by the same resourceVersion.
 package store

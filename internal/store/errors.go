@@ -28,6 +28,11 @@ var (
 	// user's quota is used up (EDQUOT). Nothing was written: the cache keeps what
 	// it last committed, and writes succeed again once there is space.
 	ErrNoSpace = errors.New("no space left for the cache")
+	// ErrDamaged: a stored value (an object, a list view's info, a raw response) no
+	// longer matches the checksum written with it: its bytes changed on disk while
+	// bbolt's pages stayed intact. The value is never returned; the views covering
+	// it are marked incomplete and the next list from the cloud replaces it.
+	ErrDamaged = errors.New("cached value failed its integrity check")
 )
 
 // noSpace wraps err with ErrNoSpace and what to do when the filesystem under dir

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -42,7 +44,8 @@ type ComponentStats struct {
 type ResourceStats struct {
 	Resource Resource    `json:"resource"`
 	Objects  int         `json:"objects"`
-	Bytes    int64       `json:"bytes"` // object bytes as stored (JSON or protobuf)
+	Bytes    int64       `json:"bytes"`             // object bytes as stored (JSON or protobuf)
+	Damaged  []string    `json:"damaged,omitempty"` // keys of objects that failed the integrity check
 	Lists    []ListStats `json:"lists"`
 }
 
@@ -106,10 +109,12 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 					if err != nil {
 						return err
 					}
-					return ob.Bucket(rk).ForEach(func(_, v []byte) error {
+					return ob.Bucket(rk).ForEach(func(k, v []byte) error {
 						r.Objects++
 						if _, _, d, err := schema.DecodeObject(v); err == nil {
 							r.Bytes += int64(len(d))
+						} else if errors.Is(err, schema.ErrChecksum) {
+							r.Damaged = append(r.Damaged, string(k))
 						}
 						return nil
 					})
@@ -130,7 +135,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 							return fmt.Errorf("%w: %v", ErrCorrupt, err)
 						}
 						li, err := schema.DecodeListInfo(rb.Bucket(vk).Get(schema.KeyInfo))
-						if err != nil {
+						if errors.Is(err, schema.ErrChecksum) {
+							li = schema.ListInfo{Reason: "the list view's record failed its integrity check"}
+						} else if err != nil {
 							return fmt.Errorf("%w: list %s %s: %v", ErrCorrupt, rk, vk, err)
 						}
 						r.Lists = append(r.Lists, ListStats{Namespace: ns, Selector: sel, ListInfo: ListInfo(li)})
@@ -178,7 +185,20 @@ func (f Filter) matchResource(r Resource) bool {
 
 // Walk calls fn for every stored object matching f, ordered by component, resource,
 // namespace and name, in one read transaction. Object.Data is valid only during fn.
+// An object that failed its integrity check is passed with Damaged set and no Data
+// (hubctl dump shows it as such); its views are marked incomplete after the walk.
 func (s *Store) Walk(ctx context.Context, f Filter, fn func(ObjectKey, Object) error) error {
+	type damagedKey struct {
+		component string
+		resource  Resource
+		key       []byte
+	}
+	var bad []damagedKey
+	defer func() {
+		for _, d := range bad {
+			s.noteDamaged(d.component, d.resource, [][]byte{d.key})
+		}
+	}()
 	return s.view(func(tx *bolt.Tx) error {
 		comps := tx.Bucket(schema.BucketComponents)
 		if comps == nil {
@@ -213,11 +233,18 @@ func (s *Store) Walk(ctx context.Context, f Filter, fn func(ObjectKey, Object) e
 					if (f.Namespace != "" && f.Namespace != ns) || (f.Name != "" && f.Name != name) {
 						continue
 					}
+					key := ObjectKey{Component: string(cname), Resource: r, Namespace: ns, Name: name}
 					enc, rv, data, err := schema.DecodeObject(val)
+					if errors.Is(err, schema.ErrChecksum) {
+						bad = append(bad, damagedKey{string(cname), r, bytes.Clone(k)})
+						if err := fn(key, Object{Namespace: ns, Name: name, Damaged: damaged(err, key.String())}); err != nil {
+							return err
+						}
+						continue
+					}
 					if err != nil {
 						return fmt.Errorf("%w: %s/%s/%s: %v", ErrCorrupt, cname, rk, k, err)
 					}
-					key := ObjectKey{Component: string(cname), Resource: r, Namespace: ns, Name: name}
 					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}); err != nil {
 						return err
 					}

@@ -42,16 +42,26 @@ func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
 	v.b = lists.Bucket(v.key)
 	if v.b != nil {
 		v.existed = true
+		if v.members, err = v.b.CreateBucketIfNotExists(schema.BucketMembers); err != nil {
+			return nil, fmt.Errorf("create list members %s: %w", k, err)
+		}
 		if raw := v.b.Get(schema.KeyInfo); raw != nil {
-			if v.info, err = schema.DecodeListInfo(raw); err != nil {
+			if v.info, err = schema.DecodeListInfo(raw); errors.Is(err, schema.ErrChecksum) {
+				// A damaged info is rewritten: the view counts as incomplete at no
+				// resourceVersion until a list replaces it.
+				v.info = schema.ListInfo{Reason: "the list view's record failed its integrity check"}
+				_ = v.members.ForEach(func([]byte, []byte) error { v.info.Count++; return nil })
+			} else if err != nil {
 				return nil, fmt.Errorf("%w: %s info: %v", ErrCorrupt, k, err)
 			}
 		}
-	} else if v.b, err = lists.CreateBucket(v.key); err != nil {
-		return nil, fmt.Errorf("create list view %s: %w", k, err)
-	}
-	if v.members, err = v.b.CreateBucketIfNotExists(schema.BucketMembers); err != nil {
-		return nil, fmt.Errorf("create list members %s: %w", k, err)
+	} else {
+		if v.b, err = lists.CreateBucket(v.key); err != nil {
+			return nil, fmt.Errorf("create list view %s: %w", k, err)
+		}
+		if v.members, err = v.b.CreateBucket(schema.BucketMembers); err != nil {
+			return nil, fmt.Errorf("create list members %s: %w", k, err)
+		}
 	}
 	return v, nil
 }
@@ -320,6 +330,7 @@ func readSpooled(r *bufio.Reader) (Object, error) {
 	if _, err := io.ReadFull(r, rec[len(rec)-int(ls[2]):]); err != nil {
 		return Object{}, err
 	}
+	schema.SealObjectRecord(rec)
 	return Object{
 		Namespace:       string(names[:ls[0]]),
 		Name:            string(names[ls[0]:]),
@@ -344,11 +355,17 @@ func (w *ListWriter) Abort() {
 // read transaction (a consistent snapshot), and returns the view's info.
 // Object.Data aliases the file and is valid only during fn. ErrNotSynced if the view
 // was never listed or watched. An error from fn stops the walk and is returned.
+//
+// Every object's checksum is verified before fn is called for the first one: when
+// any failed, fn is never called and List returns ErrDamaged naming them (and marks
+// the view incomplete), so a caller never streams half a list and then finds a
+// damaged item.
 func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (ListInfo, error) {
 	if err := checkListKey(k); err != nil {
 		return ListInfo{}, err
 	}
 	var info ListInfo
+	var bad [][]byte
 	err := s.view(func(tx *bolt.Tx) error {
 		lists, _ := listsBucket(tx, false, k.Component, k.Resource)
 		var vb *bolt.Bucket
@@ -360,7 +377,7 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 		}
 		li, err := schema.DecodeListInfo(vb.Get(schema.KeyInfo))
 		if err != nil {
-			return fmt.Errorf("%w: %s info: %v", ErrCorrupt, k, err)
+			return damaged(err, k.String()+" info")
 		}
 		info = ListInfo(li)
 		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
@@ -368,29 +385,68 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 		if members == nil || fn == nil {
 			return nil
 		}
+		// Pass 1: look up and verify every member; pass 2: hand them to fn.
+		type item struct {
+			key  []byte
+			enc  byte
+			rv   uint64
+			data []byte
+		}
+		items := make([]item, 0, min(max(info.Count, 0), 1<<17))
+		// Members and objects are both sorted by key: walk them together (a cursor
+		// step is much cheaper than a lookup from the root), seeking only over gaps.
+		var oc *bolt.Cursor
+		var ok, ov []byte
+		if objs != nil {
+			oc = objs.Cursor()
+			ok, ov = oc.First()
+		}
 		c := members.Cursor()
 		for key, _ := c.First(); key != nil; key, _ = c.Next() {
 			if err := ctxErr(ctx); err != nil {
 				return err
 			}
 			var v []byte
-			if objs != nil {
-				v = objs.Get(key)
+			if oc != nil {
+				for steps := 0; ok != nil && bytes.Compare(ok, key) < 0; steps++ {
+					if steps == 4 {
+						ok, ov = oc.Seek(key)
+						break
+					}
+					ok, ov = oc.Next()
+				}
+				if bytes.Equal(ok, key) {
+					v = ov
+				}
 			}
 			if v == nil {
 				return fmt.Errorf("%w: %s: member %s has no object", ErrCorrupt, k, key)
 			}
 			enc, rv, data, err := schema.DecodeObject(v)
+			if errors.Is(err, schema.ErrChecksum) {
+				bad = append(bad, bytes.Clone(key))
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("%w: %s: object %s: %v", ErrCorrupt, k, key, err)
 			}
-			ns, name, _ := schema.ParseObjectKey(key)
-			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}); err != nil {
+			items = append(items, item{key, enc, rv, data})
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("%w: %s: %s", ErrDamaged, k, damageReason(bad))
+		}
+		for _, it := range items {
+			ns, name, _ := schema.ParseObjectKey(it.key)
+			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if len(bad) > 0 {
+		s.noteDamaged(k.Component, k.Resource, bad)
+		info.Complete, info.Reason = false, damageReason(bad)
+	}
 	return info, err
 }
 

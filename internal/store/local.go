@@ -51,7 +51,7 @@ func (s *Store) UpdateObject(ctx context.Context, k ObjectKey, expectRV uint64, 
 		}
 		_, rv, _, err := schema.DecodeObject(old)
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, k, err)
+			return damaged(err, k.String())
 		}
 		if rv != expectRV {
 			return fmt.Errorf("%s: cached resourceVersion %d, expected %d: %w", k, rv, expectRV, ErrStale)

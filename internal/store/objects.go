@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -185,23 +187,27 @@ func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
 	}
 	s.touched(k) // a read offline keeps the object as wanted as a GET online (gc.go)
 	var out Object
+	key := schema.ObjectKey(k.Namespace, k.Name)
 	err := s.view(func(tx *bolt.Tx) error {
 		b, _ := objectsBucket(tx, false, k.Component, k.Resource)
 		if b == nil {
 			return fmt.Errorf("%s: %w", k, ErrNotFound)
 		}
-		v := b.Get(schema.ObjectKey(k.Namespace, k.Name))
+		v := b.Get(key)
 		if v == nil {
 			return fmt.Errorf("%s: %w", k, ErrNotFound)
 		}
 		enc, rv, data, err := schema.DecodeObject(v)
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, k, err)
+			return damaged(err, k.String())
 		}
 		out = Object{Namespace: k.Namespace, Name: k.Name, ResourceVersion: rv, Encoding: encodingOf(enc),
 			Data: bytes.Clone(data)}
 		return nil
 	})
+	if errors.Is(err, ErrDamaged) {
+		s.noteDamaged(k.Component, k.Resource, [][]byte{key})
+	}
 	return out, err
 }
 
@@ -241,10 +247,14 @@ func (s *Store) GetRaw(ctx context.Context, component, path string) (contentType
 		}
 		ct, bd, err := schema.DecodeRaw(v)
 		if err != nil {
-			return fmt.Errorf("%w: raw %s %s: %v", ErrCorrupt, component, path, err)
+			return damaged(err, "raw "+component+" "+path)
 		}
 		contentType, body = ct, bytes.Clone(bd)
 		return nil
 	})
+	if errors.Is(err, ErrDamaged) && s.firstReport(component+"/raw"+path) {
+		s.log.Warn("cached response failed its integrity check (checksum mismatch): not served; the next answer from the cloud replaces it",
+			slog.String("component", component), slog.String("path", path))
+	}
 	return contentType, body, err
 }

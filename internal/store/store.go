@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -84,6 +85,8 @@ type Store struct {
 	mu        sync.RWMutex // held for reading by calls in flight, for writing by Close
 	closed    bool
 	refresh   refreshes // when GETs last saw each object (gc.go)
+
+	damage damageLog // values found damaged: logged once, counted
 }
 
 // Path is the cache file's path.
@@ -244,7 +247,38 @@ func (s *Store) moveAside(reason error) error {
 	}
 	s.log.Warn("cache file unusable: moved aside, starting with an empty cache (it refills from the cloud)",
 		slog.String("moved_to", aside), slog.String("reason", reason.Error()))
+	s.pruneAside()
 	return nil
+}
+
+// KeepCorrupt is how many moved-aside files (cache.db.corrupt-<UTC time>) are kept
+// for a post-mortem: each can be as large as the cache, so older ones are deleted
+// when another is moved aside.
+const KeepCorrupt = 3
+
+// pruneAside deletes all but the newest KeepCorrupt moved-aside files, saying so.
+// Their names sort by time (the suffix is a fixed-width UTC timestamp).
+func (s *Store) pruneAside() {
+	aside, err := filepath.Glob(s.path + ".corrupt-*")
+	if err != nil || len(aside) <= KeepCorrupt {
+		return
+	}
+	sort.Strings(aside)
+	for _, old := range aside[:len(aside)-KeepCorrupt] {
+		var size int64
+		if fi, err := os.Lstat(old); err == nil {
+			if !fi.Mode().IsRegular() {
+				continue
+			}
+			size = fi.Size()
+		}
+		if err := os.Remove(old); err != nil {
+			s.log.Warn("cannot delete an old moved-aside cache file", slog.String("file", old), slog.Any("err", err))
+			continue
+		}
+		s.log.Info("deleted an old moved-aside cache file (the newest are kept)", slog.String("file", old),
+			slog.Int64("bytes", size), slog.Int("kept", KeepCorrupt))
+	}
 }
 
 func (s *Store) migrate() (from, to uint64, err error) {

@@ -72,6 +72,9 @@ type Object struct {
 	ResourceVersion uint64 // parsed metadata.resourceVersion
 	Encoding        Encoding
 	Data            []byte // one full object; from List/Walk valid only during the callback
+	// Damaged is set by Walk (only) for a stored value that failed its integrity
+	// check (errors.Is(Damaged, ErrDamaged)); Data is then nil and ResourceVersion 0.
+	Damaged error
 
 	record []byte // internal: Data already framed as a stored record (ListWriter's spool)
 }

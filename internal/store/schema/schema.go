@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"time"
 )
@@ -84,10 +85,20 @@ func ParseViewKey(k []byte) (namespace, selector string, err error) {
 	return string(k[:i]), string(k[i+1:]), nil
 }
 
-// Object record: [1 format=1][1 encoding][8 resourceVersion BE][data...].
+// Record formats. Every value record (object, list info, raw response) starts with
+// its format byte. Format 2 adds a CRC-32C (Castagnoli) of the whole record, so a
+// value whose bytes changed on disk while bbolt's pages stayed intact is noticed on
+// every read instead of being served. Format 1 (no checksum) is retired: migration 3
+// rewrites every format-1 record, and only that migration still reads it.
 const (
-	recordFormat    = 1
-	recordHeaderLen = 10
+	DeprecatedRecordFormat1 = 1
+	RecordFormat            = 2
+)
+
+// Object record: [1 format=2][1 encoding][8 resourceVersion BE][4 CRC-32C BE][data...].
+// The checksum covers the first 10 bytes and the data.
+const (
+	recordHeaderLen = 14
 	EncodingJSON    = 'j'
 	EncodingProto   = 'p'
 )
@@ -95,36 +106,56 @@ const (
 // ErrBadRecord is returned for a value that does not decode.
 var ErrBadRecord = errors.New("malformed record")
 
+// ErrChecksum is returned for a record whose bytes no longer match the checksum
+// written with them: the value was damaged on disk.
+var ErrChecksum = errors.New("checksum mismatch: the stored bytes changed after they were written")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // EncodeObject builds an object record. The result is a new slice (bbolt keeps a
 // reference to values until the transaction ends, so never reuse it).
 func EncodeObject(encoding byte, rv uint64, data []byte) []byte {
-	b := make([]byte, recordHeaderLen+len(data))
-	b[0] = recordFormat
-	b[1] = encoding
-	binary.BigEndian.PutUint64(b[2:10], rv)
+	b := NewObjectRecord(encoding, rv, len(data))
 	copy(b[recordHeaderLen:], data)
+	SealObjectRecord(b)
 	return b
 }
 
 // NewObjectRecord returns a record with room for n data bytes (rec[len(rec)-n:]),
-// for a caller that reads the data straight into place.
+// for a caller that reads the data straight into place and then calls
+// SealObjectRecord.
 func NewObjectRecord(encoding byte, rv uint64, n int) []byte {
 	b := make([]byte, recordHeaderLen+n)
-	b[0] = recordFormat
+	b[0] = RecordFormat
 	b[1] = encoding
 	binary.BigEndian.PutUint64(b[2:10], rv)
 	return b
 }
 
-// DecodeObject splits a record; data aliases v.
+// SealObjectRecord writes the checksum of a record built by NewObjectRecord once its
+// data is in place.
+func SealObjectRecord(b []byte) {
+	binary.BigEndian.PutUint32(b[10:14], objectChecksum(b))
+}
+
+func objectChecksum(b []byte) uint32 {
+	return crc32.Update(crc32.Checksum(b[:10], castagnoli), castagnoli, b[recordHeaderLen:])
+}
+
+// DecodeObject checks and splits a record; data aliases v. ErrBadRecord when v is
+// not an object record, ErrChecksum when its bytes were damaged.
 func DecodeObject(v []byte) (encoding byte, rv uint64, data []byte, err error) {
-	if len(v) < recordHeaderLen || v[0] != recordFormat || (v[1] != EncodingJSON && v[1] != EncodingProto) {
+	if len(v) < recordHeaderLen || v[0] != RecordFormat || (v[1] != EncodingJSON && v[1] != EncodingProto) {
 		return 0, 0, nil, ErrBadRecord
+	}
+	if binary.BigEndian.Uint32(v[10:14]) != objectChecksum(v) {
+		return 0, 0, nil, ErrChecksum
 	}
 	return v[1], binary.BigEndian.Uint64(v[2:10]), v[recordHeaderLen:], nil
 }
 
-// ListInfo record: [1 format=1][8 rv][8 syncedAt unix ns][8 count][1 complete][reason...].
+// ListInfo record: [1 format=2][8 rv][8 syncedAt unix ns][8 count][1 complete]
+// [4 CRC-32C BE][reason...]; the checksum covers every other byte.
 type ListInfo struct {
 	ResourceVersion uint64
 	SyncedAt        time.Time
@@ -133,10 +164,12 @@ type ListInfo struct {
 	Reason          string
 }
 
+const listInfoLen = 30
+
 // EncodeListInfo builds a list info record.
 func EncodeListInfo(li ListInfo) []byte {
-	b := make([]byte, 26+len(li.Reason))
-	b[0] = recordFormat
+	b := make([]byte, listInfoLen+len(li.Reason))
+	b[0] = RecordFormat
 	binary.BigEndian.PutUint64(b[1:9], li.ResourceVersion)
 	var ns int64
 	if !li.SyncedAt.IsZero() {
@@ -147,20 +180,29 @@ func EncodeListInfo(li ListInfo) []byte {
 	if li.Complete {
 		b[25] = 1
 	}
-	copy(b[26:], li.Reason)
+	copy(b[listInfoLen:], li.Reason)
+	binary.BigEndian.PutUint32(b[26:30], splitChecksum(b, 26))
 	return b
 }
 
-// DecodeListInfo parses a list info record.
+// splitChecksum is the CRC-32C of b without the four checksum bytes at at.
+func splitChecksum(b []byte, at int) uint32 {
+	return crc32.Update(crc32.Checksum(b[:at], castagnoli), castagnoli, b[at+4:])
+}
+
+// DecodeListInfo checks and parses a list info record.
 func DecodeListInfo(v []byte) (ListInfo, error) {
-	if len(v) < 26 || v[0] != recordFormat {
+	if len(v) < listInfoLen || v[0] != RecordFormat {
 		return ListInfo{}, ErrBadRecord
+	}
+	if binary.BigEndian.Uint32(v[26:30]) != splitChecksum(v, 26) {
+		return ListInfo{}, ErrChecksum
 	}
 	li := ListInfo{
 		ResourceVersion: binary.BigEndian.Uint64(v[1:9]),
 		Count:           int(binary.BigEndian.Uint64(v[17:25])),
 		Complete:        v[25] == 1,
-		Reason:          string(v[26:]),
+		Reason:          string(v[listInfoLen:]),
 	}
 	if ns := int64(binary.BigEndian.Uint64(v[9:17])); ns != 0 {
 		li.SyncedAt = time.Unix(0, ns).UTC()
@@ -168,26 +210,31 @@ func DecodeListInfo(v []byte) (ListInfo, error) {
 	return li, nil
 }
 
-// Raw record: [1 format=1][2 content-type length BE][content type][body...].
+// Raw record: [1 format=2][4 CRC-32C BE][2 content-type length BE][content type][body...];
+// the checksum covers every other byte.
 func EncodeRaw(contentType string, body []byte) []byte {
-	b := make([]byte, 3+len(contentType)+len(body))
-	b[0] = recordFormat
-	binary.BigEndian.PutUint16(b[1:3], uint16(len(contentType)))
-	copy(b[3:], contentType)
-	copy(b[3+len(contentType):], body)
+	b := make([]byte, 7+len(contentType)+len(body))
+	b[0] = RecordFormat
+	binary.BigEndian.PutUint16(b[5:7], uint16(len(contentType)))
+	copy(b[7:], contentType)
+	copy(b[7+len(contentType):], body)
+	binary.BigEndian.PutUint32(b[1:5], splitChecksum(b, 1))
 	return b
 }
 
-// DecodeRaw splits a raw record; body aliases v.
+// DecodeRaw checks and splits a raw record; body aliases v.
 func DecodeRaw(v []byte) (contentType string, body []byte, err error) {
-	if len(v) < 3 || v[0] != recordFormat {
+	if len(v) < 7 || v[0] != RecordFormat {
 		return "", nil, ErrBadRecord
 	}
-	n := int(binary.BigEndian.Uint16(v[1:3]))
-	if len(v) < 3+n {
+	if binary.BigEndian.Uint32(v[1:5]) != splitChecksum(v, 1) {
+		return "", nil, ErrChecksum
+	}
+	n := int(binary.BigEndian.Uint16(v[5:7]))
+	if len(v) < 7+n {
 		return "", nil, ErrBadRecord
 	}
-	return string(v[3 : 3+n]), v[3+n:], nil
+	return string(v[7 : 7+n]), v[7+n:], nil
 }
 
 // Uint64 encodes a version counter.

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -32,10 +33,12 @@ func TestRoundTrips(t *testing.T) {
 	}
 	rec := NewObjectRecord(EncodingJSON, 7, 2)
 	copy(rec[len(rec)-2:], "{}")
+	SealObjectRecord(rec)
 	if _, rv, data, err := DecodeObject(rec); err != nil || rv != 7 || string(data) != "{}" {
 		t.Errorf("NewObjectRecord -> %d %q %v", rv, data, err)
 	}
-	for _, bad := range [][]byte{nil, {1, 'j'}, {2, 'j', 0, 0, 0, 0, 0, 0, 0, 0}, {1, 'x', 0, 0, 0, 0, 0, 0, 0, 0}} {
+	for _, bad := range [][]byte{nil, {1, 'j'}, {2, 'j', 0, 0, 0, 0, 0, 0, 0, 0}, {2, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		EncodeObject(EncodingJSON, 1, nil)[:10]} {
 		if _, _, _, err := DecodeObject(bad); err == nil {
 			t.Errorf("bad record %v accepted", bad)
 		}
@@ -51,7 +54,36 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil || ct != "application/json" || string(body) != "{}" {
 		t.Errorf("raw -> %q %q %v", ct, body, err)
 	}
-	if _, _, err := DecodeRaw([]byte{1, 0, 9, 'a'}); err == nil {
+	if _, _, err := DecodeRaw([]byte{2, 0, 0, 0, 0, 0, 9, 'a'}); err == nil {
 		t.Error("short raw record accepted")
+	}
+}
+
+// TestChecksums: a change of any single byte of a record, header or data, is
+// ErrChecksum (or ErrBadRecord when it hits the format or encoding byte), never a
+// successful decode of different bytes.
+func TestChecksums(t *testing.T) {
+	records := map[string][]byte{
+		"object":    EncodeObject(EncodingJSON, 12345, []byte(`{"kind":"Pod","metadata":{"name":"p"}}`)),
+		"list info": EncodeListInfo(ListInfo{ResourceVersion: 9, SyncedAt: time.Unix(1700000000, 5), Count: 3, Reason: "why"}),
+		"raw":       EncodeRaw("application/json", []byte(`{"kind":"APIVersions"}`)),
+	}
+	decode := map[string]func([]byte) error{
+		"object":    func(v []byte) error { _, _, _, err := DecodeObject(v); return err },
+		"list info": func(v []byte) error { _, err := DecodeListInfo(v); return err },
+		"raw":       func(v []byte) error { _, _, err := DecodeRaw(v); return err },
+	}
+	for name, rec := range records {
+		if err := decode[name](rec); err != nil {
+			t.Fatalf("%s: intact record refused: %v", name, err)
+		}
+		for i := range rec {
+			bad := append([]byte(nil), rec...)
+			bad[i] ^= 0x20
+			err := decode[name](bad)
+			if !errors.Is(err, ErrChecksum) && !(i <= 1 && errors.Is(err, ErrBadRecord)) {
+				t.Errorf("%s: byte %d changed: got %v, want ErrChecksum", name, i, err)
+			}
+		}
 	}
 }
