@@ -11,12 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/yurthub/yurthub/internal/apistatus"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -249,27 +249,17 @@ func describe(info *requestinfo.Info) string {
 	return b.String()
 }
 
-// maxEcho bounds each piece of request input an error message repeats, and
-// maxMessage a whole message (a backstop for input that reaches it another way).
+// The bounds on what an error repeats (internal/apistatus).
 const (
-	maxEcho    = 256
-	maxMessage = 4096
+	maxEcho    = apistatus.MaxEcho
+	maxMessage = apistatus.MaxMessage
 )
 
 // echo shortens s to at most maxEcho bytes (on a rune boundary), saying how much
 // was left out.
-func echo(s string) string { return shorten(s, maxEcho) }
+func echo(s string) string { return apistatus.Shorten(s, maxEcho) }
 
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s...(%d more bytes)", s[:cut], len(s)-cut)
-}
+func shorten(s string, n int) string { return apistatus.Shorten(s, n) }
 
 // unavailable is the 503 every request gets that the node cannot answer truthfully
 // while the cloud is unreachable.

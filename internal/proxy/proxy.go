@@ -48,11 +48,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/yurthub/yurthub/internal/apistatus"
 	"github.com/yurthub/yurthub/internal/certs"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
@@ -104,24 +104,14 @@ type Proxy struct {
 	closeLong context.CancelFunc
 }
 
-// maxMessage bounds the message of a Status the proxy writes, maxEcho each of its
-// details (a name, a cause).
+// The bounds on the message of a Status the proxy writes and on each of its details
+// (internal/apistatus).
 const (
-	maxMessage = 4096
-	maxEcho    = 256
+	maxMessage = apistatus.MaxMessage
+	maxEcho    = apistatus.MaxEcho
 )
 
-// shorten cuts s to at most n bytes (on a rune boundary), saying how much was cut.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s...(%d more bytes)", s[:cut], len(s)-cut)
-}
+func shorten(s string, n int) string { return apistatus.Shorten(s, n) }
 
 // RetryAfterSeconds is the Retry-After of a 429 from the in-flight limiter.
 const RetryAfterSeconds = 1
