@@ -352,6 +352,11 @@ func (m *Manager) loop(ctx context.Context, s *slot) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errCredentialsGone) {
+			log.Warn("a pending CSR can no longer be read with the credentials it was made with; requesting again", slog.Any("err", err))
+			backoff = 2 * time.Second
+			continue
+		}
 		if errors.Is(err, errWaitClient) {
 			s.setState("waiting for the client certificate, which the serving certificate's CSR is made with")
 			select {
@@ -384,6 +389,9 @@ func (m *Manager) loop(ctx context.Context, s *slot) {
 }
 
 var errWaitClient = errors.New("no client certificate yet")
+
+// errCredentialsGone: the credentials a pending CSR was made with stopped working.
+var errCredentialsGone = errors.New("the credentials the certificate was requested with are no longer accepted")
 
 // csrName matches the names of the hub's CSRs (GenerateName "yurthub-<kind>-").
 var csrName = regexp.MustCompile(`yurthub-(client|server)-[a-z0-9]+`)
@@ -636,6 +644,12 @@ func (m *Manager) waitIssued(ctx context.Context, rc rest.Interface, s *slot, na
 		switch {
 		case apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("CSR %s was deleted before it was signed", name)
+		case apierrors.IsUnauthorized(err):
+			// The credentials the CSR was made with are no longer accepted (the hub's
+			// own certificate expired while the CSR waited, e.g. the signer was slow
+			// after an outage): waiting on would wait forever. A new CSR is made, with
+			// the bootstrap credentials if the hub's certificate is no longer valid.
+			return nil, fmt.Errorf("%w: reading CSR %s: %v", errCredentialsGone, name, err)
 		case err != nil:
 			log.Debug("CSR status not read", slog.String("csr", name), slog.Any("err", err))
 		default:
