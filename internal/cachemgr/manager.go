@@ -85,7 +85,7 @@ type Manager struct {
 	order viewOrder
 
 	pagesMu sync.Mutex
-	pages   map[string]*pendingList // continue token => list being paged in
+	pages   map[pageKey]*pendingList // view and continue token => list being paged in
 	lists   map[store.ListKey]int   // list streams in flight per view
 
 	stats struct {
@@ -102,7 +102,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{st: st, log: log, opts: opts, pages: map[string]*pendingList{}, lists: map[store.ListKey]int{}}
+	m := &Manager{st: st, log: log, opts: opts, pages: map[pageKey]*pendingList{}, lists: map[store.ListKey]int{}}
 	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.agents.Store(parseAgents(""))
@@ -421,6 +421,14 @@ func (m *Manager) cacheGet(r io.Reader, key store.ObjectKey, enc store.Encoding,
 	return err
 }
 
+// pageKey names a paginated list between two pages: the view and the continue token
+// its next page asks with. The token alone is not enough: two components paging the
+// same resource at the same revision are handed the same token.
+type pageKey struct {
+	view store.ListKey
+	cont string
+}
+
 // pendingList is a paginated list between two pages.
 type pendingList struct {
 	key   store.ListKey
@@ -439,9 +447,10 @@ func (m *Manager) listWriter(key store.ListKey, cont string) (*store.ListWriter,
 	deadline := time.Now().Add(pageWait)
 	for {
 		m.pagesMu.Lock()
-		p := m.pages[cont]
-		if p != nil && p.key == key {
-			delete(m.pages, cont)
+		pk := pageKey{key, cont}
+		p := m.pages[pk]
+		if p != nil {
+			delete(m.pages, pk)
 			p.timer.Stop()
 			m.pagesMu.Unlock()
 			return p.w, nil
@@ -495,17 +504,24 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		return fmt.Errorf("list %s: %w", key, err)
 	}
 	if lm.cont != "" {
+		pk := pageKey{key, lm.cont}
 		m.pagesMu.Lock()
 		p := &pendingList{key: key, w: w}
 		p.timer = time.AfterFunc(m.opts.PageTimeout, func() {
 			m.pagesMu.Lock()
-			if m.pages[lm.cont] == p {
-				delete(m.pages, lm.cont)
+			if m.pages[pk] == p {
+				delete(m.pages, pk)
 				w.Abort()
 			}
 			m.pagesMu.Unlock()
 		})
-		m.pages[lm.cont] = p
+		if old := m.pages[pk]; old != nil {
+			// The same view paged twice at once (two clients of one component): the
+			// later list wins; the earlier writer is aborted, not left to a finalizer.
+			old.timer.Stop()
+			old.w.Abort()
+		}
+		m.pages[pk] = p
 		m.pagesMu.Unlock()
 		return nil
 	}

@@ -581,3 +581,36 @@ func TestWriteResponsesKept(t *testing.T) {
 		t.Fatal("a dry-run create was cached")
 	}
 }
+
+// Two components paging one resource at one revision are handed the same continue
+// token; each view gets its own pages (the token alone named the parked list, so the
+// second component's first page replaced the first's, whose list was then never
+// cached and whose writer was never aborted).
+func TestPagedListsOfTwoComponentsShareAToken(t *testing.T) {
+	m, st := newMgr(t, Options{})
+	page1 := jsonBytes(t, podList(50, "tok1", pod("a", "p1", "n", 1)))
+	page2 := jsonBytes(t, podList(50, "", pod("a", "p2", "n", 2)))
+	var infos []*requestinfo.Info
+	for _, ua := range []string{kubeletUA, "kube-proxy/v1.36.3"} {
+		info, resp := response(t, ua, "/api/v1/pods?limit=1", "application/json", page1, nil)
+		m.CacheResponse(info, resp)
+		drain(t, m, resp, page1)
+		infos = append(infos, info)
+	}
+	for _, ua := range []string{kubeletUA, "kube-proxy/v1.36.3"} {
+		info, resp := response(t, ua, "/api/v1/pods?limit=1&continue=tok1", "application/json", page2, nil)
+		m.CacheResponse(info, resp)
+		drain(t, m, resp, page2)
+	}
+	for _, info := range infos {
+		got, li := listView(t, st, ListKeyFor(info))
+		if len(got) != 2 || li.ResourceVersion != 50 || !li.Complete {
+			t.Errorf("%s's paged view = %v %+v, want p1 and p2 at RV 50", info.Component, got, li)
+		}
+	}
+	m.pagesMu.Lock()
+	defer m.pagesMu.Unlock()
+	if len(m.pages) != 0 {
+		t.Errorf("%d paged lists still parked", len(m.pages))
+	}
+}
