@@ -123,6 +123,11 @@ type APIServer struct {
 // waits for /readyz. Everything is stopped and removed when the test ends.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	if testing.Testing() && testing.Short() {
+		// make test-unit: -short promises no control plane. This is a choice of
+		// the run, not a missing prerequisite, so it skips under CI=true too.
+		t.Skip("-short: this test runs a real etcd and kube-apiserver; run without -short")
+	}
 	if len(opts.Nodes) == 0 {
 		opts.Nodes = []string{DefaultNode}
 	}
