@@ -86,7 +86,7 @@ type Manager struct {
 
 	pagesMu sync.Mutex
 	pages   map[pageKey]*pendingList // view and continue token => list being paged in
-	lists   map[store.ListKey]int   // list streams in flight per view
+	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
 		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
