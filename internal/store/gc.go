@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -220,17 +221,7 @@ func (s *Store) WalkCoverage(ctx context.Context, f Filter, fn func(k ObjectKey,
 				if !f.matchResource(r) {
 					return nil
 				}
-				var members []*bolt.Bucket
-				if lb != nil {
-					if rb := lb.Bucket(rk); rb != nil {
-						_ = rb.ForEachBucket(func(vk []byte) error {
-							if m := rb.Bucket(vk).Bucket(schema.BucketMembers); m != nil {
-								members = append(members, m)
-							}
-							return nil
-						})
-					}
-				}
+				members := viewMembers(lb, rk)
 				c := ob.Bucket(rk).Cursor()
 				for k, val := c.First(); k != nil; k, val = c.Next() {
 					if err := ctxErr(ctx); err != nil {
@@ -244,16 +235,13 @@ func (s *Store) WalkCoverage(ctx context.Context, f Filter, fn func(k ObjectKey,
 						continue
 					}
 					enc, rv, data, err := schema.DecodeObject(val)
+					if errors.Is(err, schema.ErrChecksum) {
+						continue // damaged: the read paths report it and the next list repairs it; the GC leaves it
+					}
 					if err != nil {
 						return fmt.Errorf("%w: %s/%s/%s: %v", ErrCorrupt, cname, rk, k, err)
 					}
-					covered := false
-					for _, m := range members {
-						if m.Get(k) != nil {
-							covered = true
-							break
-						}
-					}
+					covered := covers(members, k)
 					key := ObjectKey{Component: string(cname), Resource: r, Namespace: ns, Name: name}
 					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}, covered); err != nil {
 						return err
@@ -320,22 +308,10 @@ func (s *Store) PutLocalEvent(ctx context.Context, k ObjectKey, o Object, max in
 			if !IsEventResource(r) {
 				return nil
 			}
-			var members []*bolt.Bucket
-			if lb != nil {
-				if rb := lb.Bucket(rk); rb != nil {
-					_ = rb.ForEachBucket(func(vk []byte) error {
-						if m := rb.Bucket(vk).Bucket(schema.BucketMembers); m != nil {
-							members = append(members, m)
-						}
-						return nil
-					})
-				}
-			}
+			members := viewMembers(lb, rk)
 			return objs.Bucket(rk).ForEach(func(key, val []byte) error {
-				for _, m := range members {
-					if m.Get(key) != nil {
-						return nil // listed from the cloud: not a local event
-					}
+				if covers(members, key) {
+					return nil // listed from the cloud: not a local event
 				}
 				total++
 				if r == k.Resource && bytes.Equal(key, newKey) {
@@ -373,4 +349,34 @@ func (s *Store) PutLocalEvent(ctx context.Context, k ObjectKey, o Object, max in
 		s.refreshes().forget(e)
 	}
 	return evicted, nil
+}
+
+// viewMembers is the members bucket of every list view of resource key rk in a
+// component's lists bucket lb (nil: none).
+func viewMembers(lb *bolt.Bucket, rk []byte) []*bolt.Bucket {
+	if lb == nil {
+		return nil
+	}
+	rb := lb.Bucket(rk)
+	if rb == nil {
+		return nil
+	}
+	var members []*bolt.Bucket
+	_ = rb.ForEachBucket(func(vk []byte) error {
+		if m := rb.Bucket(vk).Bucket(schema.BucketMembers); m != nil {
+			members = append(members, m)
+		}
+		return nil
+	})
+	return members
+}
+
+// covers reports whether some list view (its members bucket) holds object key k.
+func covers(members []*bolt.Bucket, k []byte) bool {
+	for _, m := range members {
+		if m.Get(k) != nil {
+			return true
+		}
+	}
+	return false
 }
