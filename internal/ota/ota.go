@@ -163,19 +163,30 @@ func (h *Handler) cloud(ctx context.Context) (*rest.RESTClient, context.Context,
 	return c, cctx, cancel, nil
 }
 
-func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("pod")
+// updatable reaches the cloud and runs preCheck on the pod a request names; when it
+// returns false it has answered the request.
+func (h *Handler) updatable(w http.ResponseWriter, r *http.Request, ns, name string) (*rest.RESTClient, context.Context, *corev1.Pod, context.CancelFunc, bool) {
 	c, ctx, cancel, err := h.cloud(r.Context())
 	if err != nil {
 		h.answer(w, err)
+		return nil, nil, nil, nil, false
+	}
+	pod, err := h.preCheck(ctx, c, ns, name)
+	if err != nil {
+		cancel()
+		h.answer(w, err)
+		return nil, nil, nil, nil, false
+	}
+	return c, ctx, pod, cancel, true
+}
+
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("pod")
+	c, ctx, pod, cancel, ok := h.updatable(w, r, ns, name)
+	if !ok {
 		return
 	}
 	defer cancel()
-	pod, err := h.preCheck(ctx, c, ns, name)
-	if err != nil {
-		h.answer(w, err)
-		return
-	}
 	switch kind := ownerKind(pod); kind {
 	case ownerDaemonSet:
 		uid := pod.UID
@@ -297,17 +308,11 @@ func writeAtomic(path string, data []byte) error {
 
 func (h *Handler) imagePull(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("ns"), r.PathValue("pod")
-	c, ctx, cancel, err := h.cloud(r.Context())
-	if err != nil {
-		h.answer(w, err)
+	c, ctx, pod, cancel, ok := h.updatable(w, r, ns, name)
+	if !ok {
 		return
 	}
 	defer cancel()
-	pod, err := h.preCheck(ctx, c, ns, name)
-	if err != nil {
-		h.answer(w, err)
-		return
-	}
 	if kind := ownerKind(pod); kind != ownerDaemonSet {
 		h.answer(w, refuse(http.StatusBadRequest, "pod %s/%s is owned by %q: images are pre-pulled for DaemonSet pods only", ns, name, kind))
 		return
