@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/proxy"
@@ -198,7 +199,7 @@ type view struct {
 
 func (v view) key() store.ListKey {
 	return store.ListKey{Component: v.component, Resource: store.Resource{Group: v.gvr.Group, Version: v.gvr.Version, Resource: v.gvr.Resource},
-		Namespace: v.namespace, Selector: CanonicalSelector(v.label, v.field)}
+		Namespace: v.namespace, Selector: cachekey.Selector(v.label, v.field)}
 }
 
 func TestInformersThroughHub(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/yurthub/yurthub/internal/cachekey"
 )
 
 // chunkReader returns b in chunks of random sizes in [1, max].
@@ -450,7 +452,7 @@ func TestManagerTornJSONListAndCutWatch(t *testing.T) {
 		info, resp := response(t, kubeletUA, "/api/v1/namespaces/a/pods", "application/json", body, nil)
 		m.CacheResponse(info, resp)
 		drain(t, m, resp, body)
-		got, li := listView(t, st, ListKeyFor(info))
+		got, li := listView(t, st, cachekey.List(info))
 		if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 100 || li.Complete {
 			t.Fatalf("%s list: view = %v %+v, want the earlier %v at RV 100, marked incomplete", name, got, li, want)
 		}
@@ -464,7 +466,7 @@ func TestManagerTornJSONListAndCutWatch(t *testing.T) {
 	winfo, wresp := response(t, kubeletUA, "/api/v1/namespaces/a/pods?watch=1&resourceVersion=100", "application/json", body, nil)
 	m.CacheResponse(winfo, wresp)
 	drain(t, m, wresp, body)
-	got, li := listView(t, st, ListKeyFor(winfo))
+	got, li := listView(t, st, cachekey.List(winfo))
 	if got["a/p1"] != 150 || got["a/p9"] != 0 || li.ResourceVersion != 150 {
 		t.Fatalf("cut watch: view = %v %+v, want p1 at 150 and no p9", got, li)
 	}

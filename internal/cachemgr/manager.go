@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -163,7 +164,7 @@ func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 		return false
 	}
 	if !info.IsResourceRequest {
-		return info.Verb == "get" && IsDiscoveryPath(info.Path)
+		return info.Verb == "get" && cachekey.IsDiscovery(info.Path)
 	}
 	if notCachedResources[info.Resource] || info.Resource == "" {
 		return false
@@ -240,7 +241,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		if !strings.Contains(mediaType, "json") {
 			return
 		}
-		path := RawKey(info.Path, ctype)
+		path := cachekey.Raw(info.Path, ctype)
 		run = func(r io.Reader) error {
 			body, err := readCapped(r, m.opts.MaxObjectBytes)
 			if err != nil {
@@ -272,7 +273,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		pod := info.APIGroup == "" && info.Resource == "pods"
 		switch info.Verb {
 		case "get", "create", "update", "patch":
-			key := ObjectKeyFor(info) // a create names no object: cacheGet takes the response's name
+			key := cachekey.Object(info) // a create names no object: cacheGet takes the response's name
 			run = func(r io.Reader) error { return m.cacheGet(r, key, enc, pod) }
 		case "list":
 			var cont string
@@ -283,7 +284,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				}
 				cont = q.Get("continue")
 			}
-			key := ListKeyFor(info)
+			key := cachekey.List(info)
 			prev, release := m.order.ticket(key, true)
 			m.pagesMu.Lock()
 			m.lists[key]++
@@ -304,7 +305,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				return m.cacheList(r, key, w, enc, pod, prev)
 			}
 		case "watch":
-			key := ListKeyFor(info)
+			key := cachekey.List(info)
 			prev, release := m.order.ticket(key, info.SendInitialEvents)
 			run = func(r io.Reader) error {
 				defer release()
