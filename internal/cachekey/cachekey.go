@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
@@ -57,16 +58,7 @@ func Selector(labelSelector, fieldSelector string) string {
 		}
 	}
 	if s := strings.TrimSpace(fieldSelector); s != "" {
-		if sel, err := fields.ParseSelector(s); err == nil {
-			reqs := sel.Requirements()
-			terms := make([]string, 0, len(reqs))
-			for _, r := range reqs {
-				op := "="
-				if r.Operator == "!=" {
-					op = "!="
-				}
-				terms = append(terms, r.Field+op+fields.EscapeValue(r.Value))
-			}
+		if terms, ok := FieldTerms(s); ok {
 			sort.Strings(terms)
 			s = strings.Join(terms, ",")
 		}
@@ -106,4 +98,23 @@ func IsDiscovery(path string) bool {
 		return len(p) <= 3
 	}
 	return false
+}
+
+// FieldTerms is a field selector's requirements, each in the form a selector
+// string holds it ("f=v" or "f!=v", the value escaped), in the selector's
+// order; ok is false when it does not parse. Selector joins them sorted; the
+// offline path builds the wider views a request can be served from out of them.
+func FieldTerms(fieldSelector string) (terms []string, ok bool) {
+	sel, err := fields.ParseSelector(fieldSelector)
+	if err != nil {
+		return nil, false
+	}
+	for _, r := range sel.Requirements() {
+		op := "="
+		if r.Operator == selection.NotEquals {
+			op = "!="
+		}
+		terms = append(terms, r.Field+op+fields.EscapeValue(r.Value))
+	}
+	return terms, true
 }

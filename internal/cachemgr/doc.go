@@ -25,7 +25,7 @@
 //
 //   - get: the body (at most Options.MaxObjectBytes; JSON is validated) =>
 //     store.PutObject.
-//   - list: JSON is read by a single-pass validating stream reader (jsonstream.go,
+//   - list: JSON is read by a single-pass validating stream reader (internal/wire,
 //     no encoding/json on this path): the whole body is checked as it arrives
 //     (json.Valid's grammar, nesting at most 10000 deep), each item is cut out of
 //     the read buffer once complete (at most Options.MaxObjectBytes) and only its

@@ -22,6 +22,7 @@ import (
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 func openStore(t testing.TB) *store.Store {
@@ -112,18 +113,18 @@ func listView(t testing.TB, st *store.Store, k store.ListKey) (map[string]uint64
 	t.Helper()
 	got := map[string]uint64{}
 	info, err := st.List(context.Background(), k, func(o store.Object) error {
-		var it item
+		var it wire.Item
 		var err error
 		if o.Encoding == store.EncodingProtobuf {
-			err = parseProtoEnvelope(o.Data, true, &it)
+			err = wire.ParseProtoEnvelope(o.Data, true, &it)
 		} else {
-			err = parseJSONItem(o.Data, "", "", true, &it)
+			err = wire.ParseJSONItem(o.Data, "", "", true, &it)
 		}
 		if err != nil {
 			return err
 		}
-		if it.name != o.Name || it.rv != o.ResourceVersion {
-			return fmt.Errorf("bytes say %s@%d, key %s@%d", it.name, it.rv, o.Name, o.ResourceVersion)
+		if it.Name != o.Name || it.RV != o.ResourceVersion {
+			return fmt.Errorf("bytes say %s@%d, key %s@%d", it.Name, it.RV, o.Name, o.ResourceVersion)
 		}
 		got[o.Namespace+"/"+o.Name] = o.ResourceVersion
 		return nil
@@ -438,55 +439,6 @@ func TestWatchWaitsForTheListItFollows(t *testing.T) {
 	want := map[string]uint64{"a/p1": 5, "a/p2": 11}
 	if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 11 || !li.Complete {
 		t.Fatalf("view = %v %+v, want %v complete at RV 11", got, li, want)
-	}
-}
-
-// scanInputs are objects the field readers are checked on: nested and escaped
-// strings, non-object metadata and spec, nulls, spaces, a custom resource, {}.
-func scanInputs() []string {
-	return []string{
-		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
-		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
-		`{"spec":"not an object","metadata":null,"kind":"X"}`,
-		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
-		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
-		`{}`,
-	}
-}
-
-// The JSON field scanner must agree with encoding/json on whatever it reads.
-func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
-	inputs := append(scanInputs(), `{"m\u0065tadata":{"name":"escaped-key"}}`)
-	for _, in := range inputs {
-		var f jsonFields
-		if err := scanJSONObject([]byte(in), true, &f); err != nil {
-			t.Errorf("%s: %v", in, err)
-			continue
-		}
-		var ref struct {
-			Kind, APIVersion string
-			Metadata         *struct {
-				Name, Namespace, ResourceVersion string
-				Annotations                      map[string]string
-			}
-			Spec json.RawMessage
-		}
-		if err := json.Unmarshal([]byte(in), &ref); err != nil {
-			t.Fatal(err)
-		}
-		var want jsonFields
-		want.kind, want.apiVersion = []byte(ref.Kind), []byte(ref.APIVersion)
-		if ref.Metadata != nil {
-			want.name, want.namespace, want.resourceVersion = []byte(ref.Metadata.Name), []byte(ref.Metadata.Namespace), []byte(ref.Metadata.ResourceVersion)
-			want.initialEventsEnd = ref.Metadata.Annotations["k8s.io/initial-events-end"] == "true"
-		}
-		var spec struct{ NodeName *string }
-		if json.Unmarshal(ref.Spec, &spec) == nil && spec.NodeName != nil {
-			want.nodeName = []byte(*spec.NodeName)
-		}
-		if f.String() != want.String() {
-			t.Errorf("%s:\n scanner  %v\n encoding/json %v", in, &f, &want)
-		}
 	}
 }
 

@@ -13,9 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
@@ -116,16 +114,7 @@ func (h *Handler) findView(ctx context.Context, info *requestinfo.Info) (*view, 
 	if info.LabelSelector != "" {
 		labelOpts = append(labelOpts, "")
 	}
-	var fieldTerms []string
-	if sel, err := fields.ParseSelector(info.FieldSelector); err == nil && !sel.Empty() {
-		for _, r := range sel.Requirements() {
-			op := "="
-			if r.Operator == selection.NotEquals {
-				op = "!="
-			}
-			fieldTerms = append(fieldTerms, r.Field+op+fields.EscapeValue(r.Value))
-		}
-	}
+	fieldTerms, _ := cachekey.FieldTerms(info.FieldSelector)
 	if len(fieldTerms) > 6 {
 		fieldTerms = fieldTerms[:6]
 	}
