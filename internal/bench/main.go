@@ -418,10 +418,19 @@ func (b *bench) getFigures(prefix string, ts []target) {
 	}
 }
 
+// countLabel names a list size in a figure: "10k" for 10000, "300" for 300 (a reduced
+// run's lists must not share a name, and so a figure, with each other).
+func countLabel(n int) string {
+	if n >= 1000 && n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
 func (b *bench) listFigures(prefix string, ts []target) {
 	for _, l := range []struct {
 		label, ns string
-	}{{fmt.Sprintf("%dk", b.f.small/1000), "bench-1k"}, {fmt.Sprintf("%dk", b.f.large/1000), "bench-10k"}} {
+	}{{countLabel(b.f.small), "bench-1k"}, {countLabel(b.f.large), "bench-10k"}} {
 		for _, enc := range []struct{ label, accept string }{{"JSON", "application/json"}, {"protobuf", protobuf}} {
 			name := fmt.Sprintf("%sLIST %s pods (%s)", prefix, l.label, enc.label)
 			path := "/api/v1/namespaces/" + l.ns + "/pods"

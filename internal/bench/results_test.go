@@ -170,6 +170,30 @@ func TestListFiguresSampling(t *testing.T) {
 	}
 }
 
+// TestListFiguresReducedSizes: a reduced run's two lists (--small 100 --large 300)
+// are two figures, not one "0k" figure holding both.
+func TestListFiguresReducedSizes(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}")) }))
+	defer s.Close()
+	f := flags{runs: 1, listRuns: 2, small: 100, large: 300}
+	b := &bench{f: f, res: newResults(f)}
+	b.listFigures("", []target{{"hub", s.URL, s.Client()}})
+	var names []string
+	for _, fig := range b.res.Figures {
+		names = append(names, fig.Name)
+		if len(fig.Hub.Values) != f.listRuns {
+			t.Errorf("%s: %d values, want %d", fig.Name, len(fig.Hub.Values), f.listRuns)
+		}
+	}
+	want := "LIST 100 pods (JSON),LIST 100 pods (protobuf),LIST 300 pods (JSON),LIST 300 pods (protobuf)"
+	if strings.Join(names, ",") != want {
+		t.Errorf("figures %v, want %s", names, want)
+	}
+	if countLabel(10000) != "10k" || countLabel(1000) != "1k" {
+		t.Errorf("countLabel(10000), countLabel(1000) = %q, %q; want 10k, 1k", countLabel(10000), countLabel(1000))
+	}
+}
+
 // TestMarkdownCommandLine: results.md prints the hub's argv as run, quoted where a
 // shell would need it, and says how many samples the LIST figures took.
 func TestMarkdownCommandLine(t *testing.T) {
