@@ -52,7 +52,7 @@ type Set struct {
 }
 
 // New lists the addresses now. A failure is logged and kept (Err): until a listing
-// works only loopback counts as the node.
+// works, only loopback and what the kernel answers is local count as the node.
 func New(log *slog.Logger) *Set {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -167,11 +167,19 @@ func (s *Set) Refresh() {
 func (s *Set) Run(ctx context.Context) {
 	t := time.NewTicker(RefreshPeriod)
 	defer t.Stop()
+	warned := false
 	for {
 		updates, stop, err := s.subscribe()
-		if err != nil {
-			s.log.Warn("no netlink notifications of address changes: the node's addresses are listed every period instead",
+		switch {
+		case err != nil && !warned:
+			warned = true
+			s.log.Warn("no netlink notifications of address changes: the node's addresses are listed every period instead (and a source not listed is asked of the kernel)",
 				slog.Duration("period", RefreshPeriod), slog.Any("err", err))
+		case err != nil:
+			s.log.Debug("netlink address subscription still failing", slog.Any("err", err))
+		case warned:
+			warned = false
+			s.log.Info("netlink notifications of address changes work again")
 		}
 		s.Refresh() // what changed while not subscribed
 	follow:
