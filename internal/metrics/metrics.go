@@ -43,6 +43,9 @@ type Metrics struct {
 	BackendTransitions *prometheus.CounterVec
 	// UpstreamErrors: proxied requests that failed to reach a backend, by server and kind.
 	UpstreamErrors *prometheus.CounterVec
+	// AnonymousRejected: requests without credentials refused with 403 because they
+	// did not come from the node itself, by reason (not_node_address, unknown_source).
+	AnonymousRejected *prometheus.CounterVec
 }
 
 // New creates and registers every metric, plus the Go and process collectors.
@@ -71,9 +74,13 @@ func New() *Metrics {
 		ServerHealthy:      gv("server_healthy_status", "healthy status of remote servers. 1: healthy, 0: unhealthy", "server"),
 		BackendTransitions: cv("server_health_transitions_total", "backend health changes", "server", "to"),
 		UpstreamErrors:     cv("upstream_errors_total", "proxied requests that failed to reach a backend", "server", "kind"),
+		AnonymousRejected: cv("proxy_anonymous_rejected_total",
+			"requests without credentials (no Authorization header, no client certificate) refused with 403 because they did not come from the node itself", "reason"),
 	}
+	// Present at 0 from the start, so an alert on any increase needs no special case.
+	m.AnonymousRejected.WithLabelValues("not_node_address")
 	r.MustRegister(m.InFlightRequests, m.AggregatedInFlight, m.RejectedRequests, m.ClosedRequests,
-		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors,
+		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors, m.AnonymousRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
