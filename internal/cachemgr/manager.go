@@ -350,9 +350,10 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		case errors.Is(err, store.ErrNoSpace):
 			m.stats.failures.Add(1)
 			m.disk.refused(m.log, err)
-		case errors.Is(err, errOverflow):
+		case errors.Is(err, errOverflow), errors.Is(err, errPendingOverflow):
 			m.stats.overflows.Add(1)
-			log.Warn("cache fell behind the client; cache copy of this response abandoned", slog.Int("queueBytes", m.opts.QueueBytes))
+			log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
+				slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
 		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
 			log.Debug("cache stream ended early", slog.Any("err", err))
 		default:
@@ -486,10 +487,17 @@ func (s writerSink) Add(it *wire.Item) error {
 	return nil
 }
 
-func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) error {
+// A list that is not committed (undecodable, cut, refused by the store, or the hub
+// shutting down) leaves its view at the previous list, older than what the client
+// now holds and will watch on from: the view is marked incomplete.
+func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) (err error) {
+	defer func() {
+		if err != nil {
+			m.markIncomplete(key, "list response not fully cached: "+err.Error())
+		}
+	}()
 	sink := writerSink{m: m, w: w, pod: pod}
 	var lm wire.ListMeta
-	var err error
 	if enc == store.EncodingProtobuf {
 		lm, err = wire.DecodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
 	} else {
@@ -501,7 +509,6 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 	}
 	if err != nil {
 		w.Abort()
-		m.markIncomplete(key, "list response not fully cached: "+err.Error())
 		return fmt.Errorf("list %s: %w", key, err)
 	}
 	if lm.Continue != "" {
@@ -531,15 +538,18 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		return err
 	}
 	if err := m.write(func(context.Context) error { return w.Commit(lm.RV) }); err != nil {
-		return err
+		return fmt.Errorf("list %s: commit: %w", key, err)
 	}
 	m.unmarked.remove(key) // the view is a complete list again
 	m.disk.succeeded(m.log)
 	return nil
 }
 
+// markIncomplete marks view key incomplete, or leaves the mark owed (markPending)
+// when the store cannot write it. It is written even while the manager is closing:
+// events lost to the shutdown are a gap like any other.
 func (m *Manager) markIncomplete(key store.ListKey, reason string) {
-	err := m.st.MarkIncomplete(m.ctx, key, reason)
+	err := m.st.MarkIncomplete(context.WithoutCancel(m.ctx), key, reason)
 	switch {
 	case err == nil, errors.Is(err, store.ErrNotSynced):
 	case errors.Is(err, store.ErrNoSpace):
@@ -557,7 +567,31 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 // the bookmark's resourceVersion. Later events go to an applier goroutine that
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
-func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
+//
+// Only a clean end leaves the view as it is: the stream ended or was cut (by the
+// network, the client or the apiserver) and every event before that point was
+// applied, so the view is at a resourceVersion the client's next watch continues
+// from. Every other exit lost events the client received (events dropped past
+// MaxPendingEvents, a queue overflow, an undecodable event, a store error, a
+// watch-list whose initial state could not be written, the hub shutting down with
+// events still pending) and marks the view incomplete with the reason, or leaves
+// the mark owed when the store cannot write it (markIncomplete). Without the mark a
+// later watch would apply events on top of the gap and the offline path would serve
+// the view as complete.
+func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) (err error) {
+	var initialDone bool // the watch-list's initial state is committed (or there is none)
+	defer func() {
+		if err == nil {
+			return
+		}
+		what := "watch stream not fully cached"
+		if initial && !initialDone {
+			what = "watch-list initial state not cached"
+		} else if errors.Is(err, errPendingOverflow) {
+			what = "watch events dropped"
+		}
+		m.markIncomplete(key, what+": "+err.Error())
+	}()
 	var dec wire.EventDecoder
 	if enc == store.EncodingProtobuf {
 		dec = wire.NewProtoWatchDecoder(r, pod, m.opts.MaxObjectBytes)
@@ -569,13 +603,15 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	if initial {
 		var err error
 		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
-			return err
+			return fmt.Errorf("watch-list %s: %w", key, err)
 		}
 		defer func() {
 			if lw != nil {
 				lw.Abort()
 			}
 		}()
+	} else {
+		initialDone = true
 	}
 	// Without watch-list, the first event waits for the list this watch follows;
 	// with it, the initial state's commit waits for earlier replacements.
@@ -589,15 +625,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		var ev wire.Event
 		err := dec.Next(&ev)
 		if err != nil {
+			// close flushes what is pending; its error means events were not applied.
 			cerr := ap.close()
-			// A watch that ends or is cut leaves the cache at the last event applied,
-			// a consistent state the client's next watch continues from.
 			var ue *upstreamError
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
-				return cerr
+				return cerr // a cut: clean if every event before it was applied
 			}
-			// Events were lost (overflow) or undecodable: the view has a gap.
-			m.markIncomplete(key, "watch stream not fully cached: "+err.Error())
 			if cerr != nil {
 				return cerr
 			}
@@ -610,7 +643,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			switch ev.Type {
 			case "ADDED", "MODIFIED":
 				if err := (writerSink{m: m, w: lw, pod: pod}).Add(&ev.Item); err != nil {
-					return err
+					return fmt.Errorf("watch-list %s: %w", key, err)
 				}
 			case "BOOKMARK":
 				if ev.Item.InitialEnd {
@@ -625,6 +658,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
+					initialDone = true
 					m.unmarked.remove(key)
 					m.disk.succeeded(m.log)
 				}
@@ -648,6 +682,9 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			continue
 		}
 		if err := ap.push(store.Event{Type: t, Object: ev.Item.Object()}); err != nil {
+			// Flush what was accepted before the drop, so the view's resourceVersion
+			// is the last event actually applied when the mark is written.
+			ap.close()
 			return err
 		}
 	}
@@ -681,7 +718,7 @@ func (a *applier) push(ev store.Event) error {
 		return a.err
 	}
 	if len(a.evs) >= a.m.opts.MaxPendingEvents {
-		a.err = errOverflow
+		a.err = fmt.Errorf("%w: more than %d events waited for the store (Options.MaxPendingEvents); the rest of the stream is not cached", errPendingOverflow, a.m.opts.MaxPendingEvents)
 		return a.err
 	}
 	a.evs = append(a.evs, ev)
@@ -733,12 +770,13 @@ func (a *applier) run() {
 			default:
 				a.mu.Lock()
 				if a.err == nil {
-					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
+					a.err = fmt.Errorf("watch events not applied to %s: %w", a.key, err)
 				}
 				a.evs = nil
 				a.mu.Unlock()
-				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
-				// keep draining so push never blocks; events are dropped
+				// push now returns a.err: cacheWatch stops and marks the view
+				// incomplete ("watch events not applied"). Keep draining meanwhile so
+				// push never blocks; events are dropped.
 			}
 		}
 		if done && len(batch) == 0 {
