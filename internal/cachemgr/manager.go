@@ -69,6 +69,9 @@ type Stats struct {
 	Writes        int64 // store write calls (for the mean latency)
 	QueueHighMark int64 // largest tee queue seen, bytes
 	ActiveStreams int64
+	// OpaqueRVResources are the resources no longer cached because their server
+	// hands out resourceVersions that are not numbers (noteOpaqueRV).
+	OpaqueRVResources int64
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -90,8 +93,9 @@ type Manager struct {
 	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
-		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque atomic.Int64
 	}
+	opaqueRV sync.Map      // store.Resource => struct{}: not cached, see noteOpaqueRV
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -141,6 +145,8 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
+
+		OpaqueRVResources: m.stats.opaque.Load(),
 	}
 }
 
@@ -253,6 +259,9 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		if transformed(resp.Header) {
 			return
 		}
+		if _, opaque := m.opaqueRV.Load(cachekey.Resource(info)); opaque {
+			return // its resourceVersions cannot be ordered; logged once (noteOpaqueRV)
+		}
 		var enc store.Encoding
 		switch mediaType {
 		case "application/json":
@@ -354,6 +363,8 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 			m.stats.overflows.Add(1)
 			log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
 				slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
+		case errors.Is(err, wire.ErrOpaqueRV):
+			m.noteOpaqueRV(info, err, log)
 		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
 			log.Debug("cache stream ended early", slog.Any("err", err))
 		default:
@@ -361,6 +372,32 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 			log.Warn("cache write failed", slog.Any("err", err))
 		}
 	}()
+}
+
+// noteOpaqueRV stops caching a resource whose server hands out resourceVersions
+// that are not numbers (wire.ErrOpaqueRV), logging it once and counting it.
+//
+// resourceVersion is opaque by API convention, but the cache is built on ordering
+// it: a view's resourceVersion, refusing an event or a GET older than the stored
+// copy, a list that does not undo a newer watch event, the offline watch's 410 for
+// a client behind the cache, the local-write compare-and-swap. Kept without order,
+// a late GET could overwrite a newer object, and an offline watch could not tell a
+// client whether it is current; a cache that may be silently wrong is worse than
+// none. So such a resource (per group, version and resource: the ordering is a
+// property of the server that serves it) is not cached at all: its responses still
+// stream to the client untouched, and offline it is answered as never cached (503
+// saying so). Only aggregated API servers with their own storage do this; none of
+// the components a node runs offline (kubelet, kube-proxy, CNI, CoreDNS) depend on
+// one. The set lives in memory: a restarted hub logs it once again.
+func (m *Manager) noteOpaqueRV(info *requestinfo.Info, err error, log *slog.Logger) {
+	r := cachekey.Resource(info)
+	if _, seen := m.opaqueRV.LoadOrStore(r, struct{}{}); seen {
+		return // a response teed before the first one was refused
+	}
+	m.stats.opaque.Add(1)
+	log.Warn("not caching this resource: its server hands out resourceVersions that are not numbers, and the cache orders objects, lists and watch events by resourceVersion; "+
+		"clients are still served from the cloud, but not from the cache while it is unreachable (logged once per resource)",
+		slog.String("resource", r.String()), slog.Any("err", err))
 }
 
 type errReader struct{ err error }
