@@ -3,6 +3,8 @@ package cachemgr
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/yurthub/yurthub/internal/cachekey"
+	"github.com/yurthub/yurthub/internal/localproxy"
 )
 
 // TestDroppedWatchEventMarksViewIncomplete: a watch whose events pile up past
@@ -48,6 +51,21 @@ func TestDroppedWatchEventMarksViewIncomplete(t *testing.T) {
 	if s := m.Stats(); s.Overflows != 1 {
 		t.Fatalf("overflows = %d, want 1", s.Overflows)
 	}
+
+	// Offline, the view is refused with the reason, not served as the state at RV 4.
+	local, err := localproxy.New(localproxy.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/namespaces/a/pods", nil)
+	req.Header.Set("User-Agent", kubeletUA)
+	rec := httptest.NewRecorder()
+	local.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "incomplete") || !strings.Contains(rec.Body.String(), "MaxPendingEvents") {
+		t.Fatalf("offline list of the view: %d %s; want 503 saying the view is incomplete and why", rec.Code, rec.Body)
+	}
+	t.Logf("offline answer: %d %s", rec.Code, rec.Body)
 }
 
 // TestWatchListAddErrorMarksViewIncomplete: a watch-list whose initial state cannot
