@@ -811,9 +811,12 @@ func (a *applier) run() {
 				}
 				a.evs = nil
 				a.mu.Unlock()
-				// push now returns a.err: cacheWatch stops and marks the view
-				// incomplete ("watch events not applied"). Keep draining meanwhile so
-				// push never blocks; events are dropped.
+				// Marked now, not only when cacheWatch next pushes or the stream
+				// ends: an idle watch could otherwise leave the view "complete"
+				// for as long as nothing changes upstream. push now returns a.err and
+				// cacheWatch stops (marking again on its way out). Keep draining
+				// meanwhile so push never blocks; events are dropped.
+				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
 			}
 		}
 		if done && len(batch) == 0 {
