@@ -99,6 +99,7 @@ type CacheStats struct {
 	QueueHighMark                           int64   // largest tee queue seen, bytes
 	ActiveStreams                           int64   // responses being teed now
 	DamagedValues                           int64   // cached values that failed their integrity check
+	OpaqueRVResources                       int64   // resources not cached: their resourceVersions are not numbers
 }
 
 // RegisterCache exports the cache manager's counters: mean write latency is
@@ -125,6 +126,7 @@ func (m *Metrics) RegisterCache(stats func() CacheStats) {
 		gauge("cache_queue_high_water_bytes", "largest tee queue seen, bytes", func(s CacheStats) float64 { return float64(s.QueueHighMark) }),
 		counter("cache_damaged_values_total", "cached values found damaged (checksum mismatch): left out of every answer until the cloud replaces them", func(s CacheStats) float64 { return float64(s.DamagedValues) }),
 		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
+		gauge("cache_opaque_rv_resources", "resources not cached because their resourceVersions are not numbers (each logged once)", func(s CacheStats) float64 { return float64(s.OpaqueRVResources) }),
 	)
 }
 
