@@ -361,6 +361,21 @@ func (w *ListWriter) Abort() {
 // the view incomplete), so a caller never streams half a list and then finds a
 // damaged item.
 func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (ListInfo, error) {
+	if fn == nil {
+		return s.ListTx(ctx, k, nil)
+	}
+	return s.ListTx(ctx, k, func(_ ListInfo, each func(func(Object) error) error) error { return each(fn) })
+}
+
+// ListTx is List for a caller that needs the view's info before its objects, or
+// more than one pass over them, from the same snapshot: fn is called once, inside
+// one read transaction, with the info and an each that walks the verified objects
+// (in namespace/name order; Object.Data valid only during the walk's callback).
+// each may be called any number of times while fn runs; every call sees the same
+// objects. fn is not called when a member is damaged (ErrDamaged, as List).
+// Keep fn short: a read transaction held open keeps bbolt from remapping a file
+// that outgrew its mapping (a writer waits) and keeps freed pages from reuse.
+func (s *Store) ListTx(ctx context.Context, k ListKey, fn func(info ListInfo, each func(func(Object) error) error) error) (ListInfo, error) {
 	if err := checkListKey(k); err != nil {
 		return ListInfo{}, err
 	}
@@ -380,12 +395,15 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 			return damaged(err, k.String()+" info")
 		}
 		info = ListInfo(li)
-		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
-		members := vb.Bucket(schema.BucketMembers)
-		if members == nil || fn == nil {
+		if fn == nil {
 			return nil
 		}
-		// Pass 1: look up and verify every member; pass 2: hand them to fn.
+		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		members := vb.Bucket(schema.BucketMembers)
+		if members == nil {
+			return fn(info, func(func(Object) error) error { return nil })
+		}
+		// Pass 1: look up and verify every member; pass 2 (each): hand them to fn.
 		type item struct {
 			key  []byte
 			enc  byte
@@ -435,13 +453,18 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 		if len(bad) > 0 {
 			return fmt.Errorf("%w: %s: %s", ErrDamaged, k, damageReason(bad))
 		}
-		for _, it := range items {
-			ns, name, _ := schema.ParseObjectKey(it.key)
-			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data}); err != nil {
-				return err
+		return fn(info, func(each func(Object) error) error {
+			for _, it := range items {
+				if err := ctxErr(ctx); err != nil {
+					return err
+				}
+				ns, name, _ := schema.ParseObjectKey(it.key)
+				if err := each(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data}); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if len(bad) > 0 {
 		s.noteDamaged(k.Component, k.Resource, bad)
