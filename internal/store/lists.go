@@ -27,6 +27,7 @@ type viewTx struct {
 	b       *bolt.Bucket
 	info    schema.ListInfo
 	existed bool
+	staged  []*bolt.Bucket // members of lists being committed in chunks (staging.go)
 }
 
 func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
@@ -38,7 +39,7 @@ func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &viewTx{objs: objs, lists: lists, key: schema.ViewKey(k.Namespace, k.Selector)}
+	v := &viewTx{objs: objs, lists: lists, key: schema.ViewKey(k.Namespace, k.Selector), staged: stagedFor(tx, k)}
 	v.b = lists.Bucket(v.key)
 	if v.b != nil {
 		v.existed = true
@@ -68,9 +69,10 @@ func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
 
 func (v *viewTx) saveInfo() error { return v.b.Put(schema.KeyInfo, schema.EncodeListInfo(v.info)) }
 
-// heldElsewhere reports whether another view of the same component/resource covers objKey.
+// heldElsewhere reports whether another view of the same component/resource, or a
+// list being committed in chunks, covers objKey.
 func (v *viewTx) heldElsewhere(objKey []byte) bool {
-	held := false
+	held := covers(v.staged, objKey)
 	_ = v.lists.ForEachBucket(func(k []byte) error {
 		if held || bytes.Equal(k, v.key) {
 			return nil
@@ -206,19 +208,23 @@ func (s *Store) ReplaceList(ctx context.Context, k ListKey, rv uint64, objs []Ob
 }
 
 // ListWriter streams a list replacement: Add each item as it is decoded from the
-// response, then Commit with the list's resourceVersion (one transaction), or Abort.
-// Items are spooled to an unlinked temporary file next to the cache, so a 10k-object
-// list is never held in memory and a crash leaves nothing behind.
+// response, then Commit with the list's resourceVersion, or Abort. Items are
+// spooled to an unlinked temporary file next to the cache, so a 10k-object list is
+// never held in memory while it arrives. Commit writes a list of up to
+// Options.ListChunkBytes in one transaction, a larger one in chunks into a staging
+// generation switched in by one small transaction (staging.go), so the commit's heap
+// is bounded by a chunk too; either way readers see the old list or the new one.
 type ListWriter struct {
-	s    *Store
-	ctx  context.Context
-	key  ListKey
-	f    *os.File
-	w    *bufio.Writer
-	n    int
-	err  error
-	done bool
-	hdr  [3*binary.MaxVarintLen64 + 8 + 1]byte
+	s     *Store
+	ctx   context.Context
+	key   ListKey
+	f     *os.File
+	w     *bufio.Writer
+	n     int
+	bytes int // record bytes spooled
+	err   error
+	done  bool
+	hdr   [3*binary.MaxVarintLen64 + 8 + 1]byte
 }
 
 // BeginList starts a streaming replacement of view k.
@@ -264,6 +270,7 @@ func (w *ListWriter) Add(o Object) error {
 		return w.err
 	}
 	w.n++
+	w.bytes += len(o.Data) + 14
 	return nil
 }
 
@@ -285,6 +292,9 @@ func (w *ListWriter) Commit(rv uint64) error {
 	}
 	if err := ctxErr(w.ctx); err != nil {
 		return err
+	}
+	if w.bytes > w.s.opts.ListChunkBytes {
+		return w.commitStaged(rv) // staging.go: memory bounded by one chunk
 	}
 	return w.s.update(func(tx *bolt.Tx) error {
 		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
