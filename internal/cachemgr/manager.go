@@ -32,6 +32,10 @@ type Options struct {
 	MaxObjectBytes int
 	// MaxPendingEvents bounds decoded watch events waiting for the store (default 65536).
 	MaxPendingEvents int
+	// TeedBytes bounds the bytes held for all streams together: tee queues and
+	// decoded watch events waiting for the store (default 64 MiB). A stream that
+	// would pass it is abandoned like one past QueueBytes (its client is unaffected).
+	TeedBytes int
 	// PageTimeout is how long a paginated list waits for its next page (default 2m).
 	PageTimeout time.Duration
 	// ConfigNamespace is where WatchConfig reads the yurt-hub-cfg ConfigMap
@@ -52,6 +56,9 @@ func (o *Options) defaults() {
 	if o.MaxPendingEvents <= 0 {
 		o.MaxPendingEvents = 65536
 	}
+	if o.TeedBytes <= 0 {
+		o.TeedBytes = 64 << 20
+	}
 	if o.PageTimeout <= 0 {
 		o.PageTimeout = 2 * time.Minute
 	}
@@ -69,6 +76,8 @@ type Stats struct {
 	Writes        int64 // store write calls (for the mean latency)
 	QueueHighMark int64 // largest tee queue seen, bytes
 	ActiveStreams int64
+	TeedBytes     int64 // bytes held now for all streams (Options.TeedBytes bounds it)
+	TeedBytesHigh int64 // the most held at once
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -92,6 +101,7 @@ type Manager struct {
 	stats struct {
 		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
 	}
+	budget   byteBudget    // Options.TeedBytes across every stream (tee.go)
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -104,6 +114,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{st: st, log: log, opts: opts, pages: map[pageKey]*pendingList{}, lists: map[store.ListKey]int{}}
+	m.budget.limit = int64(opts.TeedBytes)
 	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.agents.Store(parseAgents(""))
@@ -141,6 +152,8 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
+		TeedBytes:     m.budget.used.Load(),
+		TeedBytesHigh: m.budget.high.Load(),
 	}
 }
 
@@ -316,7 +329,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 	}
 
-	q := newByteQueue(m.opts.QueueBytes)
+	q := newByteQueue(m.opts.QueueBytes, &m.budget)
 	resp.Body = &teeBody{src: resp.Body, q: q}
 	m.stats.responses.Add(1)
 	m.stats.active.Add(1)
@@ -680,7 +693,7 @@ func (a *applier) push(ev store.Event) error {
 	if a.err != nil {
 		return a.err
 	}
-	if len(a.evs) >= a.m.opts.MaxPendingEvents {
+	if len(a.evs) >= a.m.opts.MaxPendingEvents || !a.m.budget.take(len(ev.Object.Data)) {
 		a.err = errOverflow
 		return a.err
 	}
@@ -705,6 +718,7 @@ func (a *applier) run() {
 	defer close(a.fin)
 	if err := wait(a.m.ctx, a.prev); err != nil {
 		a.mu.Lock()
+		a.m.budget.give(eventBytes(a.evs))
 		a.err, a.evs = err, nil
 		a.mu.Unlock()
 	}
@@ -735,12 +749,14 @@ func (a *applier) run() {
 				if a.err == nil {
 					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
 				}
+				a.m.budget.give(eventBytes(a.evs))
 				a.evs = nil
 				a.mu.Unlock()
 				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
 				// keep draining so push never blocks; events are dropped
 			}
 		}
+		a.m.budget.give(eventBytes(batch))
 		if done && len(batch) == 0 {
 			a.mu.Lock()
 			empty := len(a.evs) == 0
@@ -750,4 +766,13 @@ func (a *applier) run() {
 			}
 		}
 	}
+}
+
+// eventBytes is what events hold of the teed-bytes budget.
+func eventBytes(evs []store.Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Object.Data)
+	}
+	return n
 }

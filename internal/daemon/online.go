@@ -221,7 +221,8 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			s := o.cache.Stats()
 			return metrics.CacheStats{Responses: s.Responses, Objects: s.Objects, Events: s.Events, StaleEvents: s.StaleEvents,
 				Overflows: s.Overflows, Failures: s.Failures, Writes: s.Writes, WriteSeconds: s.WriteSeconds,
-				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues()}
+				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues(),
+				TeedBytes: s.TeedBytes, TeedBytesHigh: s.TeedBytesHigh}
 		})
 	}
 	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
