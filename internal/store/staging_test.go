@@ -183,3 +183,50 @@ func TestStagedCommitNeverMixed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStagedCommitWithEvents: watch events applied to the view while a list is
+// committed in chunks are not undone by the switch: the newer copy wins, before or
+// after the switch, as with a one-transaction commit.
+func TestStagedCommitWithEvents(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		s := openTest(t, Options{ListChunkBytes: 4 << 10, NoSync: true})
+		k := ListKey{Component: "kubelet", Resource: pods, Namespace: "ns"}
+		w := func(base uint64, lo int) *ListWriter {
+			w, err := s.BeginList(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := lo; i < lo+300; i++ {
+				if err := w.Add(obj("ns", fmt.Sprintf("p%03d", i), base+uint64(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return w
+		}
+		if err := w(1000, 100).Commit(1999); err != nil {
+			t.Fatal(err)
+		}
+		next := w(2000, 0)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(round%5) * time.Millisecond)
+			if err := s.ApplyEvents(ctx, k, []Event{{Type: Modified, Object: obj("ns", "p150", 5000)}, {Type: Added, Object: obj("ns", "p050", 5001)}}); err != nil {
+				t.Error(err)
+			}
+		}()
+		if err := next.Commit(2999); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		got := map[string]uint64{}
+		info, err := s.List(ctx, k, func(o Object) error { got[o.Name] = o.ResourceVersion; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["p150"] != 5000 || got["p050"] != 5001 || len(got) != 300 || info.Count != 300 {
+			t.Fatalf("round %d: p150@%d p050@%d, %d members (count %d): want the events' newer copies in the 300 of the new list", round, got["p150"], got["p050"], len(got), info.Count)
+		}
+	}
+}
