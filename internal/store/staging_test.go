@@ -230,3 +230,62 @@ func TestStagedCommitWithEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRemovesStaging: a staging generation a crash left is removed by the next
+// Open, with the objects it alone wrote (an orphan newer than its view would refuse
+// the view's next watch events as stale); one another view covers is kept.
+func TestOpenRemovesStaging(t *testing.T) {
+	path := t.TempDir() + "/cache.db"
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ListKey{Component: "kubelet", Resource: pods, Namespace: "ns"}
+	other := ListKey{Component: "kubelet", Resource: pods, Namespace: "ns", Selector: "other"}
+	if err := s.ReplaceList(ctx, k, 100, []Object{obj("ns", "a", 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceList(ctx, other, 100, []Object{obj("ns", "shared", 20)}); err != nil {
+		t.Fatal(err)
+	}
+	// What a commit in chunks killed before its switch leaves.
+	if err := s.DB().Update(func(tx *bolt.Tx) error {
+		st, err := stagingBucket(tx, true, k)
+		if err != nil {
+			return err
+		}
+		m, _ := st.CreateBucket(schema.BucketMembers)
+		staged, _ := st.CreateBucket(schema.BucketStaged)
+		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		_ = m.Put([]byte("ns/orphan"), stagedDirect)
+		_ = objs.Put([]byte("ns/orphan"), schema.EncodeObject(schema.EncodingJSON, 500, obj("ns", "orphan", 500).Data))
+		_ = m.Put([]byte("ns/shared"), stagedDirect)
+		_ = m.Put([]byte("ns/a"), memberMark)
+		return staged.Put([]byte("ns/a"), schema.EncodeObject(schema.EncodingJSON, 400, obj("ns", "a", 400).Data))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	s, err = Open(path, Options{Log: newTextLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "removed the staging generations") {
+		t.Errorf("Open did not say it removed a staging generation: %s", logs.String())
+	}
+	if n, err := s.removeStaging(); n != 0 || err != nil {
+		t.Fatalf("%d staging generations left after Open (%v)", n, err)
+	}
+	if _, err := s.GetObject(ctx, ObjectKey{Component: "kubelet", Resource: pods, Namespace: "ns", Name: "orphan"}); err == nil {
+		t.Fatal("the object only the interrupted commit wrote is still stored")
+	}
+	for view, want := range map[ListKey]string{k: "[ns/a@10]", other: "[ns/shared@20]"} {
+		if got, _, err := listNames(t, s, view); err != nil || fmt.Sprint(got) != want {
+			t.Fatalf("view %s after Open: %v %v, want %s unchanged", view, got, err, want)
+		}
+	}
+}
