@@ -308,7 +308,7 @@ func (s *Store) PutLocalEvent(ctx context.Context, k ObjectKey, o Object, max in
 			if !IsEventResource(r) {
 				return nil
 			}
-			members := viewMembers(lb, rk)
+			members := append(viewMembers(lb, rk), stagedMembers(tx.Bucket(schema.BucketComponents).Bucket([]byte(k.Component)), rk)...)
 			return objs.Bucket(rk).ForEach(func(key, val []byte) error {
 				if covers(members, key) {
 					return nil // listed from the cloud: not a local event
