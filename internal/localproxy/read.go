@@ -307,7 +307,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 				if err := head(doc); err != nil {
 					return err
 				}
-			} else if _, err := out.Write([]byte{','}); err != nil {
+			} else if _, err := out.Write(comma); err != nil {
 				return err
 			}
 			n++

@@ -211,3 +211,5 @@ func (h *Handler) sendInitial(w http.ResponseWriter, r *http.Request, info *requ
 	}
 	return li.ResourceVersion, true
 }
+
+var comma = []byte{','}
