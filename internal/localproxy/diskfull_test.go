@@ -58,7 +58,7 @@ func TestOfflineListOnFullDisk(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	fillPods(t, st, "kubelet", 300, store.EncodingJSON) // about 180 KB as JSON: spooling fails part-way
 	var logs lockedLog
-	s := newServer(t, st, Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	s := newServer(t, st, Options{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	testenv.FillDisk(t, dir)
 	ctx := context.Background()
 	sel := "spec.nodeName=" + testNode

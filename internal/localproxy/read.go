@@ -291,7 +291,7 @@ func jsonListHead(kind, apiVersion string, rv uint64) []byte {
 func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
 	sp, err := h.newSpool()
 	if err != nil {
-		h.log.Warn("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 	}
 	defer func() { sp.close() }()
 	kind := gvk.Kind
@@ -329,7 +329,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 			if !isSpoolError(err) {
 				return err
 			}
-			h.log.Warn("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 			sp.close()
 			sp, n = nil, 0
 		}
@@ -403,7 +403,7 @@ func protoItemLen(n int) int {
 func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
 	sp, err := h.newSpool()
 	if err != nil {
-		h.log.Warn("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 	}
 	defer func() { sp.close() }()
 	n := 0
@@ -438,7 +438,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 			if !isSpoolError(err) {
 				return err
 			}
-			h.log.Warn("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 			sp.close()
 			sp = nil
 		}

@@ -35,7 +35,9 @@ type spool struct {
 }
 
 // spoolError is a failure to write the spool (a full disk): the caller falls back to
-// answering straight from the read transaction.
+// answering straight from the read transaction. It is logged at DEBUG only: the
+// cache manager already reports a full disk (once, then once a minute), and an
+// offline list per line would repeat it.
 type spoolError struct{ err error }
 
 func (e *spoolError) Error() string { return "offline answer spool: " + e.err.Error() }
@@ -134,7 +136,7 @@ func matching(v *view, fn func(o store.Object) error) func(o store.Object) error
 func (h *Handler) sendInitial(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, ew *eventWriter, ct string) (rv uint64, ok bool) {
 	sp, err := h.newSpool()
 	if err != nil {
-		h.log.Warn("offline watch: cannot spool the initial events; streaming them from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+		h.log.Debug("offline watch: cannot spool the initial events; streaming them from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 	}
 	defer func() { sp.close() }()
 	n := 0
@@ -166,7 +168,7 @@ func (h *Handler) sendInitial(w http.ResponseWriter, r *http.Request, info *requ
 			if !isSpoolError(err) {
 				return err
 			}
-			h.log.Warn("offline watch: spooling the initial events failed; streaming them from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+			h.log.Debug("offline watch: spooling the initial events failed; streaming them from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 			sp.close()
 			sp = nil
 		}
