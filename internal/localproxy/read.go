@@ -382,7 +382,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 	}
 	if sp != nil {
 		if err := sp.copyTo(w); err != nil {
-			h.log.Warn("local list: sending the spooled answer failed", slog.String("request", info.String()), slog.Any("err", err))
+			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -516,7 +516,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 	}
 	if sp != nil {
 		if err := sp.copyTo(w); err != nil {
-			h.log.Warn("local list: sending the spooled answer failed", slog.String("request", info.String()), slog.Any("err", err))
+			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
 			panic(http.ErrAbortHandler)
 		}
 	}
