@@ -103,20 +103,12 @@ func (v *viewTx) drop(objKey []byte) error {
 // It reports stale when the stored copy is newer (then nothing changes).
 func (v *viewTx) upsert(o Object, enc byte, requireFresh bool) (stale bool, err error) {
 	key := schema.ObjectKey(o.Namespace, o.Name)
-	write := true
-	if old := v.objs.Get(key); old != nil {
-		if _, rv, _, derr := schema.DecodeObject(old); derr == nil {
-			if rv > o.ResourceVersion {
-				if requireFresh {
-					return true, nil
-				}
-				write = false // a list older than another view's watch keeps the newer copy
-			} else if rv == o.ResourceVersion && o.ResourceVersion != 0 {
-				write = false
-			}
-		}
+	c := compareStored(v.objs.Get(key), o.ResourceVersion)
+	if c > 0 && requireFresh {
+		return true, nil
 	}
-	if write {
+	// c > 0: a list older than another view's watch keeps the newer copy.
+	if c < 0 {
 		rec := o.record
 		if rec == nil {
 			rec = schema.EncodeObject(enc, o.ResourceVersion, o.Data)

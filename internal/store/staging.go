@@ -186,21 +186,27 @@ func (w *ListWriter) commitStaged(rv uint64) error {
 	return nil
 }
 
-// newerThanStored reports whether an item at rv must replace the stored record old
-// (nil: none): the rule of upsert (an older item never replaces a newer copy; an
-// equal one is a no-op unless the stored copy is damaged).
-func newerThanStored(old []byte, rv uint64) bool {
+// newerThanStored reports whether an item at rv must replace the stored record old.
+func newerThanStored(old []byte, rv uint64) bool { return compareStored(old, rv) < 0 }
+
+// compareStored is the one rule for whether an item at rv replaces the stored record
+// old (nil: none): -1 it does (nothing stored, a damaged or older copy), 0 it is the
+// same (an equal resourceVersion), 1 the stored copy is newer. Both commits use it:
+// one transaction (upsert) and in chunks.
+func compareStored(old []byte, rv uint64) int {
 	if old == nil {
-		return true
+		return -1
 	}
 	_, srv, _, err := schema.DecodeObject(old)
-	if err != nil {
-		return true
+	switch {
+	case err != nil:
+		return -1
+	case srv > rv:
+		return 1
+	case srv == rv && rv != 0:
+		return 0
 	}
-	if srv > rv {
-		return false
-	}
-	return !(srv == rv && rv != 0)
+	return -1
 }
 
 // switchStaged makes view k the staging generation, at rv, in one transaction that
