@@ -64,7 +64,7 @@ func benchPod(ns string, i int) *corev1.Pod {
 	return p
 }
 
-func createMany(b *testing.B, cs kubernetes.Interface, ns string, n int, create func(i int) error) {
+func createMany(b testing.TB, cs kubernetes.Interface, ns string, n int, create func(i int) error) {
 	b.Helper()
 	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		b.Fatal(err)

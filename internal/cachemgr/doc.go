@@ -91,6 +91,12 @@
 // Per teed response: at most Options.QueueBytes of queued bytes (compressed bytes
 // when the apiserver gzips, which it does for large lists a Go client asks for),
 // one item being decoded, and for a watch at most Options.MaxPendingEvents decoded
-// events waiting for the store. A list is spooled by the store to a temporary file,
-// never held whole.
+// events waiting for the store. Across all responses together, one budget
+// (Options.TeedBytes, default 64 MiB) bounds the queued bytes plus the bytes of
+// pending events: a stream that would pass it is abandoned like one past its own
+// queue limit (the client keeps streaming; the view is left to be relisted), so the
+// worst case is that number, not QueueBytes times the streams. Metrics
+// node_yurthub_cache_teed_bytes and ..._teed_bytes_high_water show it
+// (TestTeedBytesBudget). A list is spooled by the store to a temporary file and
+// committed in chunks of 2 MiB (store staging.go), never held whole.
 package cachemgr

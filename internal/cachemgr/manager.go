@@ -32,6 +32,10 @@ type Options struct {
 	MaxObjectBytes int
 	// MaxPendingEvents bounds decoded watch events waiting for the store (default 65536).
 	MaxPendingEvents int
+	// TeedBytes bounds the bytes held for all streams together: tee queues and
+	// decoded watch events waiting for the store (default 64 MiB). A stream that
+	// would pass it is abandoned like one past QueueBytes (its client is unaffected).
+	TeedBytes int
 	// PageTimeout is how long a paginated list waits for its next page (default 2m).
 	PageTimeout time.Duration
 	// ConfigNamespace is where WatchConfig reads the yurt-hub-cfg ConfigMap
@@ -51,6 +55,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxPendingEvents <= 0 {
 		o.MaxPendingEvents = 65536
+	}
+	if o.TeedBytes <= 0 {
+		o.TeedBytes = 64 << 20
 	}
 	if o.PageTimeout <= 0 {
 		o.PageTimeout = 2 * time.Minute
@@ -72,6 +79,8 @@ type Stats struct {
 	// OpaqueRVResources are the resources no longer cached because their server
 	// hands out resourceVersions that are not numbers (noteOpaqueRV).
 	OpaqueRVResources int64
+	TeedBytes         int64 // bytes held now for all streams (Options.TeedBytes bounds it)
+	TeedBytesHigh     int64 // the most held at once
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -96,6 +105,7 @@ type Manager struct {
 		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque atomic.Int64
 	}
 	opaqueRV sync.Map      // store.Resource => struct{}: not cached, see noteOpaqueRV
+	budget   byteBudget    // Options.TeedBytes across every stream (tee.go)
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -108,6 +118,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{st: st, log: log, opts: opts, pages: map[pageKey]*pendingList{}, lists: map[store.ListKey]int{}}
+	m.budget.limit = int64(opts.TeedBytes)
 	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.agents.Store(parseAgents(""))
@@ -145,6 +156,8 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
+		TeedBytes:     m.budget.used.Load(),
+		TeedBytesHigh: m.budget.high.Load(),
 
 		OpaqueRVResources: m.stats.opaque.Load(),
 	}
@@ -325,7 +338,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 	}
 
-	q := newByteQueue(m.opts.QueueBytes)
+	q := newByteQueue(m.opts.QueueBytes, &m.budget)
 	resp.Body = &teeBody{src: resp.Body, q: q}
 	m.stats.responses.Add(1)
 	m.stats.active.Add(1)
@@ -758,6 +771,10 @@ func (a *applier) push(ev store.Event) error {
 		a.err = fmt.Errorf("%w: more than %d events waited for the store (Options.MaxPendingEvents); the rest of the stream is not cached", errPendingOverflow, a.m.opts.MaxPendingEvents)
 		return a.err
 	}
+	if !a.m.budget.take(len(ev.Object.Data)) {
+		a.err = fmt.Errorf("%w: the events waiting for the store would pass the bytes budget of all teed streams (Options.TeedBytes); the rest of the stream is not cached", errPendingOverflow)
+		return a.err
+	}
 	a.evs = append(a.evs, ev)
 	a.cond.Signal()
 	return nil
@@ -779,6 +796,7 @@ func (a *applier) run() {
 	defer close(a.fin)
 	if err := wait(a.m.ctx, a.prev); err != nil {
 		a.mu.Lock()
+		a.m.budget.give(eventBytes(a.evs))
 		a.err, a.evs = err, nil
 		a.mu.Unlock()
 	}
@@ -809,6 +827,7 @@ func (a *applier) run() {
 				if a.err == nil {
 					a.err = fmt.Errorf("watch events not applied to %s: %w", a.key, err)
 				}
+				a.m.budget.give(eventBytes(a.evs))
 				a.evs = nil
 				a.mu.Unlock()
 				// Marked now, not only when cacheWatch next pushes or the stream
@@ -819,6 +838,7 @@ func (a *applier) run() {
 				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
 			}
 		}
+		a.m.budget.give(eventBytes(batch))
 		if done && len(batch) == 0 {
 			a.mu.Lock()
 			empty := len(a.evs) == 0
@@ -828,4 +848,13 @@ func (a *applier) run() {
 			}
 		}
 	}
+}
+
+// eventBytes is what events hold of the teed-bytes budget.
+func eventBytes(evs []store.Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Object.Data)
+	}
+	return n
 }

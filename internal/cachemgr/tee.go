@@ -4,7 +4,46 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
+
+// byteBudget is one limit on the bytes the cache holds for all teed streams
+// together: tee queues (bytes the decoder has not read) and decoded watch events
+// waiting for the store. The per-stream limits (Options.QueueBytes,
+// MaxPendingEvents) bound one stream; without this the worst case was their product
+// with the number of streams. A stream that cannot take its bytes from the budget
+// is overflowed like one past its own limit: the client keeps streaming, the cache
+// copy is abandoned.
+type byteBudget struct {
+	limit int64
+	used  atomic.Int64
+	high  atomic.Int64
+}
+
+// take reserves n bytes; false (nothing reserved) when that would pass the limit.
+func (b *byteBudget) take(n int) bool {
+	if b == nil || n == 0 {
+		return true
+	}
+	u := b.used.Add(int64(n))
+	if u > b.limit {
+		b.used.Add(-int64(n))
+		return false
+	}
+	for {
+		h := b.high.Load()
+		if u <= h || b.high.CompareAndSwap(h, u) {
+			return true
+		}
+	}
+}
+
+// give returns n reserved bytes.
+func (b *byteBudget) give(n int) {
+	if b != nil && n != 0 {
+		b.used.Add(-int64(n))
+	}
+}
 
 // errOverflow ends a cache stream whose decoder fell more than the queue's limit
 // behind the client.
@@ -63,13 +102,14 @@ type byteQueue struct {
 	cur     []byte // chunk being read
 	bytes   int    // queued, not yet read
 	limit   int
+	budget  *byteBudget // shared by every stream (nil: none)
 	done    bool
 	err     error // final error once done (nil = clean EOF)
 	maxSeen int   // high-water mark, for metrics
 }
 
-func newByteQueue(limit int) *byteQueue {
-	q := &byteQueue{limit: limit}
+func newByteQueue(limit int, budget *byteBudget) *byteQueue {
+	q := &byteQueue{limit: limit, budget: budget}
 	q.cond.L = &q.mu
 	return q
 }
@@ -80,8 +120,9 @@ func (q *byteQueue) push(p []byte) {
 	if q.done {
 		return
 	}
-	if q.bytes+len(p) > q.limit {
+	if q.bytes+len(p) > q.limit || !q.budget.take(len(p)) {
 		q.done, q.err = true, errOverflow
+		q.budget.give(q.bytes)
 		q.chunks, q.cur, q.bytes = nil, nil, 0
 		q.cond.Broadcast()
 		return
@@ -114,6 +155,7 @@ func (q *byteQueue) abandon() {
 	if !q.done {
 		q.done, q.err = true, io.ErrClosedPipe
 	}
+	q.budget.give(q.bytes)
 	q.chunks, q.cur, q.bytes = nil, nil, 0
 	q.cond.Broadcast()
 }
@@ -144,5 +186,6 @@ func (q *byteQueue) Read(p []byte) (int, error) {
 	n := copy(p, q.cur)
 	q.cur = q.cur[n:]
 	q.bytes -= n
+	q.budget.give(n)
 	return n, nil
 }

@@ -225,7 +225,8 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			return metrics.CacheStats{Responses: s.Responses, Objects: s.Objects, Events: s.Events, StaleEvents: s.StaleEvents,
 				Overflows: s.Overflows, Failures: s.Failures, Writes: s.Writes, WriteSeconds: s.WriteSeconds,
 				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues(),
-				OpaqueRVResources: s.OpaqueRVResources}
+				OpaqueRVResources: s.OpaqueRVResources,
+				TeedBytes:         s.TeedBytes, TeedBytesHigh: s.TeedBytesHigh}
 		})
 	}
 	// The node's own addresses: the only sources a request without credentials is

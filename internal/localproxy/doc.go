@@ -16,9 +16,13 @@
 //	            view was never listed, a wider view of the same component (a subset
 //	            of the selector terms, and/or all namespaces) filtered here: labels,
 //	            and fields by path (metadata.*, spec.nodeName, status.phase, ...).
-//	            Answered with the view's stored list resourceVersion, JSON streamed
-//	            straight from the read transaction, protobuf assembled in one buffer
-//	            (length-prefixed). Never synced => 503 saying so (never an empty
+//	            Answered with the view's stored list resourceVersion and its items
+//	            from one read transaction, encoded into an unlinked 0600 spool file
+//	            next to the cache and sent after the transaction ended (spool.go:
+//	            a slow client holds no transaction, no list is held in memory, and
+//	            protobuf's length prefix is the spool's size; a full disk falls back
+//	            to streaming from the transaction under a one-minute write deadline;
+//	            a watch-list's initial events the same). Never synced => 503 saying so (never an empty
 //	            list); marked incomplete by the cache manager => 503 with the reason
 //	            (never a partial list); kubelet's pod list with no items => 404 (an
 //	            empty list would make kubelet stop every pod).

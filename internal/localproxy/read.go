@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
@@ -196,8 +199,7 @@ func kubeletNoPods(info *requestinfo.Info) *metav1.Status {
 	return notFound(info, "yurthub: the cloud kube-apiserver is unreachable and the node's cache holds no pods for kubelet; answering 404 rather than an empty list, which would stop every pod on the node")
 }
 
-// serveList streams the view's objects: JSON straight to the response, protobuf
-// assembled into one buffer first (a protobuf list is length-prefixed).
+// serveList answers a list from one snapshot of the view, spooled (spool.go).
 func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) {
 	ctx := r.Context()
 	v, err := h.findView(ctx, info)
@@ -223,122 +225,299 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, info *reques
 	h.listJSON(w, r, info, v, gvk)
 }
 
-// each calls fn for every object of the view that matches.
-func (h *Handler) each(ctx context.Context, v *view, fn func(o store.Object) error) (store.ListInfo, error) {
-	return h.st.List(ctx, v.key, func(o store.Object) error {
-		if v.match != nil {
-			ok, err := v.match.match(o)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return nil
-			}
+// listWriteTimeout bounds how long a list answered straight from the cache's read
+// transaction (the fallback when the answer cannot be spooled: a full disk) may take
+// to reach the client: a client that stops reading must not hold that transaction
+// (bbolt cannot grow the file meanwhile) for ever.
+const listWriteTimeout = time.Minute
+
+// testHookSnapshot, when set (tests only), runs after the view was chosen and before
+// its snapshot is read: a write there must not make the answer's resourceVersion
+// disagree with its items.
+var testHookSnapshot func()
+
+// snapshot reads view v in one read transaction: fn gets the view's info and a walk
+// over its matching objects (callable more than once, the same snapshot each time).
+// A view marked incomplete since findView chose it is refused like findView would.
+func (h *Handler) snapshot(ctx context.Context, info *requestinfo.Info, v *view, fn func(li store.ListInfo, each func(func(store.Object) error) error) error) (store.ListInfo, error) {
+	if testHookSnapshot != nil {
+		testHookSnapshot()
+	}
+	return h.st.ListTx(ctx, v.key, func(li store.ListInfo, each func(func(store.Object) error) error) error {
+		if !li.Complete {
+			return &errNoView{unavailable(info, fmt.Sprintf("the cached list is incomplete (%s); it is not served, because a partial list would make clients drop what is missing", li.Reason))}
 		}
-		return fn(o)
+		return fn(li, func(f func(store.Object) error) error { return each(matching(v, f)) })
 	})
 }
 
-// listWriteTimeout bounds how long a JSON list may take to reach the client: it is
-// written inside the cache's read transaction, and a client that stops reading must
-// not hold that transaction (bbolt cannot grow the file meanwhile) for ever.
-const listWriteTimeout = time.Minute
+// listError answers a list that failed before its response started.
+func listError(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, err error) {
+	var nv *errNoView
+	if errors.As(err, &nv) {
+		writeStatus(w, r, nv.status)
+		return
+	}
+	writeStatus(w, r, storeError(info, err))
+}
 
-func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
+// setWriteDeadline bounds the response's writes; the returned func clears it (an
+// HTTP/1.1 deadline is the connection's, and the next request needs none).
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) func() {
 	rc := http.NewResponseController(w)
-	if rc.SetWriteDeadline(time.Now().Add(listWriteTimeout)) == nil {
-		// HTTP/1.1 deadlines are the connection's: clear it for the next request.
-		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	if rc.SetWriteDeadline(time.Now().Add(d)) == nil {
+		return func() { _ = rc.SetWriteDeadline(time.Time{}) }
 	}
-	var bw *bufio.Writer
+	return func() {}
+}
+
+// jsonListHead is a JSON list's text up to its first item.
+func jsonListHead(kind, apiVersion string, rv uint64) []byte {
+	b := []byte(`{"kind":`)
+	q, _ := jsonQuote(kind + "List")
+	b = append(b, q...)
+	b = append(b, `,"apiVersion":`...)
+	q, _ = jsonQuote(apiVersion)
+	b = append(b, q...)
+	b = append(b, `,"metadata":{"resourceVersion":"`...)
+	b = strconv.AppendUint(b, rv, 10)
+	return append(b, `"},"items":[`...)
+}
+
+// listJSON answers a list in JSON: the items are encoded into a spool inside one
+// read transaction (the resourceVersion in the head is that snapshot's), and the
+// spool goes to the client after the transaction ended. Without a spool (a full
+// disk) the items stream straight from the transaction under listWriteTimeout.
+func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
+	sp, err := h.newSpool()
+	if err != nil {
+		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+	}
+	defer func() { sp.close() }()
+	kind := gvk.Kind
 	n := 0
-	start := func(kind string) {
-		w.Header().Set("Content-Type", mediaJSON)
-		w.WriteHeader(http.StatusOK)
-		bw = bufio.NewWriterSize(w, 64<<10)
-		bw.WriteString(`{"kind":`)
-		q, _ := jsonQuote(kind + "List")
-		bw.Write(q)
-		bw.WriteString(`,"apiVersion":`)
-		q, _ = jsonQuote(gvk.GroupVersion().String())
-		bw.Write(q)
-		bw.WriteString(`,"metadata":{"resourceVersion":"`)
-		bw.WriteString(strconv.FormatUint(v.info.ResourceVersion, 10))
-		bw.WriteString(`"},"items":[`)
-	}
-	li, err := h.each(r.Context(), v, func(o store.Object) error {
-		doc, err := asJSON(o)
-		if err != nil {
+	started := false
+	item := func(out io.Writer, head func(doc []byte) error) func(store.Object) error {
+		return func(o store.Object) error {
+			doc, err := asJSON(o)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				if err := head(doc); err != nil {
+					return err
+				}
+			} else if _, err := out.Write(comma); err != nil {
+				return err
+			}
+			n++
+			_, err = out.Write(doc)
 			return err
 		}
-		if bw == nil {
-			kind := gvk.Kind
+	}
+	li, err := h.snapshot(r.Context(), info, v, func(li store.ListInfo, each func(func(store.Object) error) error) error {
+		if sp != nil {
+			err := each(item(sp, func(doc []byte) error {
+				if kind == "" {
+					kind = kindOfJSON(doc)
+				}
+				return nil
+			}))
+			if err == nil {
+				err = sp.finish()
+			}
+			if !isSpoolError(err) {
+				return err
+			}
+			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+			sp.close()
+			sp, n = nil, 0
+		}
+		// Fallback: straight from the transaction, the head written with the first item.
+		defer setWriteDeadline(w, listWriteTimeout)()
+		bw := bufio.NewWriterSize(w, 64<<10)
+		err := each(item(bw, func(doc []byte) error {
 			if kind == "" {
 				kind = kindOfJSON(doc)
 			}
-			start(kind)
-		} else {
-			bw.WriteByte(',')
+			w.Header().Set("Content-Type", mediaJSON)
+			w.WriteHeader(http.StatusOK)
+			started = true
+			_, err := bw.Write(jsonListHead(kind, gvk.GroupVersion().String(), li.ResourceVersion))
+			return err
+		}))
+		if err == nil && n > 0 {
+			bw.WriteString("]}\n")
+			err = bw.Flush()
 		}
-		n++
-		_, err = bw.Write(doc)
 		return err
 	})
 	if err != nil {
-		if bw == nil {
-			writeStatus(w, r, storeError(info, err))
+		if !started {
+			listError(w, r, info, err)
 			return
 		}
 		h.log.Warn("local list failed after the response started; connection aborted", slog.String("request", info.String()), slog.Any("err", err))
 		panic(http.ErrAbortHandler)
 	}
-	if bw == nil {
-		if isKubeletPods(info) {
-			writeStatus(w, r, kubeletNoPods(info))
-			return
-		}
-		v.info = li
-		start(gvk.Kind)
-	}
-	bw.WriteString("]}\n")
-	_ = bw.Flush()
-}
-
-func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
-	var items []byte
-	n := 0
-	li, err := h.each(r.Context(), v, func(o store.Object) error {
-		doc, err := asProtobuf(o)
-		if err != nil {
-			return err
-		}
-		raw, err := protoRaw(doc)
-		if err != nil {
-			return err
-		}
-		if items == nil && v.info.Count > 1 {
-			// Size the buffer from the first item once, rather than doubling it
-			// (and copying) a dozen times on a 10k-object list.
-			items = make([]byte, 0, (len(raw)+8)*v.info.Count*11/10)
-		}
-		items = appendProtoItem(items, raw)
-		n++
-		return nil
-	})
-	if err != nil {
-		writeStatus(w, r, storeError(info, err))
+	if started {
 		return
 	}
 	if n == 0 && isKubeletPods(info) {
 		writeStatus(w, r, kubeletNoPods(info))
 		return
 	}
-	lm := protoListMeta(li.ResourceVersion)
-	hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+len(items))
-	w.Header().Set("Content-Type", mediaProtobuf)
-	w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(lm)+len(items)))
+	head := jsonListHead(kind, gvk.GroupVersion().String(), li.ResourceVersion)
+	const tail = "]}\n"
+	w.Header().Set("Content-Type", mediaJSON)
+	if sp != nil {
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(len(head))+sp.n+int64(len(tail)), 10))
+	}
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(hdr)
-	_, _ = w.Write(lm)
-	_, _ = w.Write(items)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(head); err != nil {
+		return
+	}
+	if sp != nil {
+		if err := sp.copyTo(w); err != nil {
+			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
+			panic(http.ErrAbortHandler)
+		}
+	}
+	_, _ = io.WriteString(w, tail)
+}
+
+// protoItemLen is the size of one item (field 2, a bare message of n bytes) in a
+// protobuf list message.
+func protoItemLen(n int) int {
+	return protowire.SizeTag(2) + protowire.SizeBytes(n)
+}
+
+// listProtobuf answers a list in protobuf. The list message is length-prefixed, so
+// the items go to a spool first (inside one read transaction) and the length is the
+// spool's; nothing is held in memory but one item. Without a spool (a full disk),
+// two passes over the same snapshot: the first sums the items' sizes, the second
+// streams them under listWriteTimeout.
+func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, v *view, gvk schema.GroupVersionKind) {
+	sp, err := h.newSpool()
+	if err != nil {
+		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+	}
+	defer func() { sp.close() }()
+	n := 0
+	started := false
+	var tag []byte
+	item := func(out io.Writer) func(store.Object) error {
+		return func(o store.Object) error {
+			doc, err := asProtobuf(o)
+			if err != nil {
+				return err
+			}
+			raw, err := protoRaw(doc)
+			if err != nil {
+				return err
+			}
+			tag = protowire.AppendTag(tag[:0], 2, protowire.BytesType)
+			tag = protowire.AppendVarint(tag, uint64(len(raw)))
+			if _, err := out.Write(tag); err != nil {
+				return err
+			}
+			n++
+			_, err = out.Write(raw)
+			return err
+		}
+	}
+	li, err := h.snapshot(r.Context(), info, v, func(li store.ListInfo, each func(func(store.Object) error) error) error {
+		if sp != nil {
+			err := each(item(sp))
+			if err == nil {
+				err = sp.finish()
+			}
+			if !isSpoolError(err) {
+				return err
+			}
+			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
+			sp.close()
+			sp = nil
+		}
+		size := 0
+		n = 0
+		if err := each(func(o store.Object) error {
+			doc, err := asProtobuf(o)
+			if err != nil {
+				return err
+			}
+			raw, err := protoRaw(doc)
+			if err != nil {
+				return err
+			}
+			n++
+			size += protoItemLen(len(raw))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if n == 0 && isKubeletPods(info) {
+			return nil
+		}
+		defer setWriteDeadline(w, listWriteTimeout)()
+		lm := protoListMeta(li.ResourceVersion)
+		hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+size)
+		w.Header().Set("Content-Type", mediaProtobuf)
+		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(lm)+size))
+		w.WriteHeader(http.StatusOK)
+		started = true
+		if r.Method == http.MethodHead {
+			return nil
+		}
+		bw := bufio.NewWriterSize(w, 64<<10)
+		bw.Write(hdr)
+		bw.Write(lm)
+		n = 0
+		if err := each(item(bw)); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		if !started {
+			listError(w, r, info, err)
+			return
+		}
+		h.log.Warn("local list failed after the response started; connection aborted", slog.String("request", info.String()), slog.Any("err", err))
+		panic(http.ErrAbortHandler)
+	}
+	if started {
+		return
+	}
+	if n == 0 && isKubeletPods(info) {
+		writeStatus(w, r, kubeletNoPods(info))
+		return
+	}
+	var size int64
+	if sp != nil {
+		size = sp.n
+	}
+	lm := protoListMeta(li.ResourceVersion)
+	hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+int(size))
+	w.Header().Set("Content-Type", mediaProtobuf)
+	w.Header().Set("Content-Length", strconv.FormatInt(int64(len(hdr)+len(lm))+size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(hdr); err != nil {
+		return
+	}
+	if _, err := w.Write(lm); err != nil {
+		return
+	}
+	if sp != nil {
+		if err := sp.copyTo(w); err != nil {
+			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
+			panic(http.ErrAbortHandler)
+		}
+	}
 }

@@ -162,35 +162,9 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 	// Initial state, collected before the header so a failure is still a Status.
 	rv := from
 	if initial {
-		var docs [][]byte
-		n := 0
-		li, err := h.each(ctx, v, func(o store.Object) error {
-			doc, err := encodeAs(o, f)
-			if err != nil {
-				return err
-			}
-			if ew.gvk.Kind == "" {
-				ew.gvk.Kind = kindOfJSON(doc)
-			}
-			docs = append(docs, append([]byte(nil), doc...))
-			n++
-			return nil
-		})
-		if err != nil {
-			writeStatus(w, r, storeError(info, err))
+		var ok bool
+		if rv, ok = h.sendInitial(w, r, info, v, ew, ct); !ok {
 			return
-		}
-		if n == 0 && isKubeletPods(info) {
-			writeStatus(w, r, kubeletNoPods(info))
-			return
-		}
-		rv = li.ResourceVersion
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(http.StatusOK)
-		for _, d := range docs {
-			if err := ew.raw("ADDED", d); err != nil {
-				return
-			}
 		}
 		if info.SendInitialEvents {
 			if err := ew.bookmark(rv, true); err != nil {

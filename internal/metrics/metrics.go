@@ -100,6 +100,7 @@ type CacheStats struct {
 	ActiveStreams                           int64   // responses being teed now
 	DamagedValues                           int64   // cached values that failed their integrity check
 	OpaqueRVResources                       int64   // resources not cached: their resourceVersions are not numbers
+	TeedBytes, TeedBytesHigh                int64   // bytes held for all teed streams now / at most (cachemgr Options.TeedBytes)
 }
 
 // RegisterCache exports the cache manager's counters: mean write latency is
@@ -127,6 +128,8 @@ func (m *Metrics) RegisterCache(stats func() CacheStats) {
 		counter("cache_damaged_values_total", "cached values found damaged (checksum mismatch): left out of every answer until the cloud replaces them", func(s CacheStats) float64 { return float64(s.DamagedValues) }),
 		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
 		gauge("cache_opaque_rv_resources", "resources not cached because their resourceVersions are not numbers (each logged once)", func(s CacheStats) float64 { return float64(s.OpaqueRVResources) }),
+		gauge("cache_teed_bytes", "bytes held for all teed streams (tee queues and watch events waiting for the store); bounded by one budget, 64 MiB", func(s CacheStats) float64 { return float64(s.TeedBytes) }),
+		gauge("cache_teed_bytes_high_water", "most bytes held for all teed streams at once", func(s CacheStats) float64 { return float64(s.TeedBytesHigh) }),
 	)
 }
 

@@ -29,8 +29,15 @@
 //	        │           ├── info = [1 fmt=2][8 rv][8 syncedAt ns][8 count][1 complete][4 CRC-32C][reason]
 //	        │           └── members
 //	        │               └── <namespace>/<name> = 0x01  objects this view covers
-//	        └── raw
-//	            └── <path> = [1 fmt=2][4 CRC-32C][2 len][content type][body]   /version, /api, /apis/...
+//	        ├── raw
+//	        │   └── <path> = [1 fmt=2][4 CRC-32C][2 len][content type][body]   /version, /api, /apis/...
+//	        └── staging                            only while a large list commits in chunks (staging.go)
+//	            └── <group>/<version>/<resource>
+//	                └── <namespace>?<selector>
+//	                    ├── members
+//	                    │   └── <namespace>/<name> = 0x01 | 0x02  0x02: bytes went straight to objects
+//	                    └── objects
+//	                        └── <namespace>/<name> = object record  new bytes of members the view has
 //
 // Every value record carries a CRC-32C (Castagnoli) of its own bytes (schema version 3;
 // migration 3 rewrote the format-1 records, which had none). bbolt checks its pages, not
@@ -48,7 +55,12 @@
 //
 // # Writes and what a crash can lose
 //
-// ReplaceList / BeginList commit a whole list in one transaction. ApplyEvents is
+// ReplaceList commits a whole list in one transaction, and so does a ListWriter of
+// up to Options.ListChunkBytes (2 MiB); a larger one is written in chunks into a
+// staging generation and switched in by one small transaction (staging.go): readers
+// see the old list or the new one either way, and the heap holds one chunk, not
+// the list. Open removes a staging generation a crash left (the staging bucket is
+// transient: no record format changed, no migration; an older binary ignores it). ApplyEvents is
 // group-committed: concurrent calls are merged into one transaction, which starts at
 // most Options.MaxBatchDelay after the first waiting call (or as soon as
 // Options.MaxBatchEvents are waiting) and is fsync'd before any of the calls return.

@@ -221,7 +221,7 @@ func (s *Store) WalkCoverage(ctx context.Context, f Filter, fn func(k ObjectKey,
 				if !f.matchResource(r) {
 					return nil
 				}
-				members := viewMembers(lb, rk)
+				members := append(viewMembers(lb, rk), stagedMembers(cb, rk)...) // a list being committed covers its items
 				c := ob.Bucket(rk).Cursor()
 				for k, val := c.First(); k != nil; k, val = c.Next() {
 					if err := ctxErr(ctx); err != nil {
@@ -308,7 +308,7 @@ func (s *Store) PutLocalEvent(ctx context.Context, k ObjectKey, o Object, max in
 			if !IsEventResource(r) {
 				return nil
 			}
-			members := viewMembers(lb, rk)
+			members := append(viewMembers(lb, rk), stagedMembers(tx.Bucket(schema.BucketComponents).Bucket([]byte(k.Component)), rk)...)
 			return objs.Bucket(rk).ForEach(func(key, val []byte) error {
 				if covers(members, key) {
 					return nil // listed from the cloud: not a local event

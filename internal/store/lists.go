@@ -27,6 +27,7 @@ type viewTx struct {
 	b       *bolt.Bucket
 	info    schema.ListInfo
 	existed bool
+	staged  []*bolt.Bucket // members of lists being committed in chunks (staging.go)
 }
 
 func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
@@ -38,7 +39,7 @@ func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &viewTx{objs: objs, lists: lists, key: schema.ViewKey(k.Namespace, k.Selector)}
+	v := &viewTx{objs: objs, lists: lists, key: schema.ViewKey(k.Namespace, k.Selector), staged: stagedFor(tx, k)}
 	v.b = lists.Bucket(v.key)
 	if v.b != nil {
 		v.existed = true
@@ -68,9 +69,10 @@ func openViewTx(tx *bolt.Tx, k ListKey) (*viewTx, error) {
 
 func (v *viewTx) saveInfo() error { return v.b.Put(schema.KeyInfo, schema.EncodeListInfo(v.info)) }
 
-// heldElsewhere reports whether another view of the same component/resource covers objKey.
+// heldElsewhere reports whether another view of the same component/resource, or a
+// list being committed in chunks, covers objKey.
 func (v *viewTx) heldElsewhere(objKey []byte) bool {
-	held := false
+	held := covers(v.staged, objKey)
 	_ = v.lists.ForEachBucket(func(k []byte) error {
 		if held || bytes.Equal(k, v.key) {
 			return nil
@@ -101,20 +103,12 @@ func (v *viewTx) drop(objKey []byte) error {
 // It reports stale when the stored copy is newer (then nothing changes).
 func (v *viewTx) upsert(o Object, enc byte, requireFresh bool) (stale bool, err error) {
 	key := schema.ObjectKey(o.Namespace, o.Name)
-	write := true
-	if old := v.objs.Get(key); old != nil {
-		if _, rv, _, derr := schema.DecodeObject(old); derr == nil {
-			if rv > o.ResourceVersion {
-				if requireFresh {
-					return true, nil
-				}
-				write = false // a list older than another view's watch keeps the newer copy
-			} else if rv == o.ResourceVersion && o.ResourceVersion != 0 && !schema.IsLocal(old) {
-				write = false // already stored (a local change at that RV yields to the cloud's copy)
-			}
-		}
+	c := compareStored(v.objs.Get(key), o.ResourceVersion)
+	if c > 0 && requireFresh {
+		return true, nil
 	}
-	if write {
+	// c > 0: a list older than another view's watch keeps the newer copy.
+	if c < 0 {
 		rec := o.record
 		if rec == nil {
 			rec = schema.EncodeObject(enc, o.ResourceVersion, o.Data)
@@ -206,19 +200,23 @@ func (s *Store) ReplaceList(ctx context.Context, k ListKey, rv uint64, objs []Ob
 }
 
 // ListWriter streams a list replacement: Add each item as it is decoded from the
-// response, then Commit with the list's resourceVersion (one transaction), or Abort.
-// Items are spooled to an unlinked temporary file next to the cache, so a 10k-object
-// list is never held in memory and a crash leaves nothing behind.
+// response, then Commit with the list's resourceVersion, or Abort. Items are
+// spooled to an unlinked temporary file next to the cache, so a 10k-object list is
+// never held in memory while it arrives. Commit writes a list of up to
+// Options.ListChunkBytes in one transaction, a larger one in chunks into a staging
+// generation switched in by one small transaction (staging.go), so the commit's heap
+// is bounded by a chunk too; either way readers see the old list or the new one.
 type ListWriter struct {
-	s    *Store
-	ctx  context.Context
-	key  ListKey
-	f    *os.File
-	w    *bufio.Writer
-	n    int
-	err  error
-	done bool
-	hdr  [3*binary.MaxVarintLen64 + 8 + 1]byte
+	s     *Store
+	ctx   context.Context
+	key   ListKey
+	f     *os.File
+	w     *bufio.Writer
+	n     int
+	bytes int // record bytes spooled
+	err   error
+	done  bool
+	hdr   [3*binary.MaxVarintLen64 + 8 + 1]byte
 }
 
 // BeginList starts a streaming replacement of view k.
@@ -264,6 +262,7 @@ func (w *ListWriter) Add(o Object) error {
 		return w.err
 	}
 	w.n++
+	w.bytes += len(o.Data) + 14
 	return nil
 }
 
@@ -285,6 +284,9 @@ func (w *ListWriter) Commit(rv uint64) error {
 	}
 	if err := ctxErr(w.ctx); err != nil {
 		return err
+	}
+	if w.bytes > w.s.opts.ListChunkBytes {
+		return w.commitStaged(rv) // staging.go: memory bounded by one chunk
 	}
 	return w.s.update(func(tx *bolt.Tx) error {
 		if _, err := w.f.Seek(0, io.SeekStart); err != nil {
@@ -361,6 +363,21 @@ func (w *ListWriter) Abort() {
 // the view incomplete), so a caller never streams half a list and then finds a
 // damaged item.
 func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (ListInfo, error) {
+	if fn == nil {
+		return s.ListTx(ctx, k, nil)
+	}
+	return s.ListTx(ctx, k, func(_ ListInfo, each func(func(Object) error) error) error { return each(fn) })
+}
+
+// ListTx is List for a caller that needs the view's info before its objects, or
+// more than one pass over them, from the same snapshot: fn is called once, inside
+// one read transaction, with the info and an each that walks the verified objects
+// (in namespace/name order; Object.Data valid only during the walk's callback).
+// each may be called any number of times while fn runs; every call sees the same
+// objects. fn is not called when a member is damaged (ErrDamaged, as List).
+// Keep fn short: a read transaction held open keeps bbolt from remapping a file
+// that outgrew its mapping (a writer waits) and keeps freed pages from reuse.
+func (s *Store) ListTx(ctx context.Context, k ListKey, fn func(info ListInfo, each func(func(Object) error) error) error) (ListInfo, error) {
 	if err := checkListKey(k); err != nil {
 		return ListInfo{}, err
 	}
@@ -380,12 +397,15 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 			return damaged(err, k.String()+" info")
 		}
 		info = ListInfo(li)
-		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
-		members := vb.Bucket(schema.BucketMembers)
-		if members == nil || fn == nil {
+		if fn == nil {
 			return nil
 		}
-		// Pass 1: look up and verify every member; pass 2: hand them to fn.
+		objs, _ := objectsBucket(tx, false, k.Component, k.Resource)
+		members := vb.Bucket(schema.BucketMembers)
+		if members == nil {
+			return fn(info, func(func(Object) error) error { return nil })
+		}
+		// Pass 1: look up and verify every member; pass 2 (each): hand them to fn.
 		type item struct {
 			key   []byte
 			enc   byte
@@ -436,13 +456,18 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 		if len(bad) > 0 {
 			return fmt.Errorf("%w: %s: %s", ErrDamaged, k, damageReason(bad))
 		}
-		for _, it := range items {
-			ns, name, _ := schema.ParseObjectKey(it.key)
-			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data, Local: it.local}); err != nil {
-				return err
+		return fn(info, func(each func(Object) error) error {
+			for _, it := range items {
+				if err := ctxErr(ctx); err != nil {
+					return err
+				}
+				ns, name, _ := schema.ParseObjectKey(it.key)
+				if err := each(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data, Local: it.local}); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if len(bad) > 0 {
 		s.noteDamaged(k.Component, k.Resource, bad)

@@ -44,6 +44,11 @@ type Options struct {
 	// NoSync skips fsync (tests and benchmarks of the in-memory path only; never in
 	// production: a power loss could then tear the file).
 	NoSync bool
+	// ListChunkBytes: a list whose items exceed this many bytes is committed in
+	// chunks of this size into a staging generation and switched in by one small
+	// transaction (staging.go), which bounds the commit's heap; a smaller one is one
+	// transaction. Default 2 MiB.
+	ListChunkBytes int
 	// PageSize of a newly created file (default: the OS page size). Ignored for an
 	// existing file.
 	PageSize int
@@ -62,6 +67,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatchEvents <= 0 {
 		o.MaxBatchEvents = 4096
+	}
+	if o.ListChunkBytes <= 0 {
+		o.ListChunkBytes = defaultListChunkBytes
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -84,7 +92,8 @@ type Store struct {
 	done      chan struct{}
 	mu        sync.RWMutex // held for reading by calls in flight, for writing by Close
 	closed    bool
-	refresh   refreshes // when GETs last saw each object (gc.go)
+	refresh   refreshes  // when GETs last saw each object (gc.go)
+	stageMu   sync.Mutex // one list committed in chunks at a time (staging.go)
 
 	damage damageLog // values found damaged: logged once, counted
 }
@@ -125,6 +134,11 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		if from != to {
 			s.log.Info("cache schema migrated", slog.Uint64("from", from), slog.Uint64("to", to))
+		}
+		if n, err := s.removeStaging(); err != nil {
+			s.log.Warn("cannot remove the staging generations of interrupted list commits; the next open tries again", slog.Any("err", err))
+		} else if n > 0 {
+			s.log.Info("removed the staging generations of list commits a crash interrupted", slog.Int("lists", n))
 		}
 		_ = os.Chmod(path, 0o600) // an existing file with a wider mode is narrowed
 	}

@@ -34,6 +34,8 @@ var (
 	BucketLists      = []byte("lists")      // component: one bucket per resource, then per view
 	BucketRaw        = []byte("raw")        // component: non-resource responses by path
 	BucketMembers    = []byte("members")    // list view: object keys it covers
+	BucketStaging    = []byte("staging")    // component: lists being committed in chunks, per resource, then per view
+	BucketStaged     = []byte("objects")    // staging view: new bytes of objects the view already covers
 	KeyInfo          = []byte("info")       // list view: ListInfo record
 )
 
