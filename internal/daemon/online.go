@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/yurthub/yurthub/internal/hubserver"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/metrics"
+	"github.com/yurthub/yurthub/internal/multiplexer"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
@@ -59,7 +61,8 @@ type online struct {
 	health    *healthcheck.Checker
 	proxy     *proxy.Proxy
 	listeners *proxy.Listeners
-	cache     *cachemgr.Manager // nil in cloud mode
+	cache     *cachemgr.Manager        // nil in cloud mode
+	mux       *multiplexer.Multiplexer // nil in cloud mode or without a cache
 	cancel    context.CancelFunc
 	done      chan struct{}
 }
@@ -226,6 +229,28 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	}
 	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
 	certTransport.DialContext = o.dialer.DialContext
+	var mux proxy.Multiplexer
+	if o.cache != nil && len(cfg.PoolScopeResources) > 0 {
+		// --pool-scope-resources: one upstream list/watch per resource, as the hub
+		// itself, serving every local list and watch of it (internal/multiplexer).
+		o.mux, err = multiplexer.New(multiplexer.Options{
+			Resources: cfg.PoolScopeResources,
+			Store:     deps.Store,
+			Backend: func() *url.URL {
+				if b := o.lb.Pick(); b != nil {
+					return b.URL
+				}
+				return nil
+			},
+			Transport:       certTransport,
+			MaxWatchTimeout: cfg.MinRequestTimeout,
+			Log:             log.With(slog.String("part", "multiplexer")),
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux = o.mux
+	}
 	o.proxy, err = proxy.New(proxy.Options{
 		WorkingMode:         cfg.WorkingMode,
 		LB:                  o.lb,
@@ -234,6 +259,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
+		Multiplexer:         mux,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
 				o.health.KubeletSeen()
@@ -250,6 +276,9 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	o.cancel = cancel
 	if o.certMgr != nil {
 		o.certMgr.Start(hctx)
+	}
+	if o.mux != nil {
+		o.mux.Start(hctx)
 	}
 	go func() {
 		defer close(o.done)
@@ -361,6 +390,9 @@ func (o *online) stop(ctx context.Context) {
 	}
 	o.cancel()
 	<-o.done
+	if o.mux != nil {
+		o.mux.Stop()
+	}
 	if o.certMgr != nil {
 		o.certMgr.Wait()
 	}
