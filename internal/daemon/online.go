@@ -250,6 +250,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			return nil, err
 		}
 		mux = o.mux
+		o.metrics.RegisterMultiplexer(o.mux.Resources(), o.mux.State)
 	}
 	o.proxy, err = proxy.New(proxy.Options{
 		WorkingMode:         cfg.WorkingMode,

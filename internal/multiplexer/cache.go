@@ -65,6 +65,7 @@ type watchCache struct {
 	start, n int
 	since    uint64
 	watchers map[*watcher]struct{}
+	lists    int64 // lists from the cloud (metrics)
 }
 
 func newWatchCache(res resource, window int) *watchCache {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/yurthub/yurthub/internal/kubescheme"
+	"github.com/yurthub/yurthub/internal/metrics"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -200,24 +201,19 @@ func (m *Multiplexer) Handles(info *requestinfo.Info) bool {
 	return ok
 }
 
-// Watchers is the number of local watches open on the resource (metrics, tests).
-func (m *Multiplexer) Watchers(gvr schema.GroupVersionResource) int {
-	if c := m.caches[gvr]; c != nil {
-		return c.watcherCount()
-	}
-	return 0
-}
+// Resources are the multiplexed resources as configured ("/v1/services").
+func (m *Multiplexer) Resources() []string { return append([]string(nil), m.opts.Resources...) }
 
-// Ready reports whether the resource has a state to serve (listed, or loaded from
-// the cache file).
-func (m *Multiplexer) Ready(gvr schema.GroupVersionResource) bool {
+// State reports one resource (as configured: "/v1/services") for metrics and tests.
+func (m *Multiplexer) State(res string) metrics.MultiplexerState {
+	gvr, _, err := ParseResource(res)
 	c := m.caches[gvr]
-	if c == nil {
-		return false
+	if err != nil || c == nil {
+		return metrics.MultiplexerState{}
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.ready
+	return metrics.MultiplexerState{Ready: c.ready, Watchers: len(c.watchers), Lists: c.lists}
 }
 
 // stats are the multiplexer's counters.

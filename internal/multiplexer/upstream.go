@@ -137,7 +137,9 @@ func (r *reflector) list(ctx context.Context) error {
 		return fmt.Errorf("list %s: %w", r.c.res.gvr, err)
 	}
 	r.c.replace(sink.objs, lm.RV)
-	r.m.stats.lists.Add(1)
+	r.c.mu.Lock()
+	r.c.lists++
+	r.c.mu.Unlock()
 	r.log.Debug("multiplexer: listed", slog.Int("objects", len(sink.objs)), slog.Uint64("resourceVersion", lm.RV))
 	if r.p != nil {
 		r.p.replaced()
