@@ -278,9 +278,6 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	if o.certMgr != nil {
 		o.certMgr.Start(hctx)
 	}
-	if o.mux != nil {
-		o.mux.Start(hctx)
-	}
 	go func() {
 		defer close(o.done)
 		o.health.Run(hctx)
@@ -293,6 +290,9 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	settled := o.health.Settled(wctx)
 	wcancel()
+	if o.mux != nil {
+		o.mux.Start(hctx) // after the first verdict, so its first list goes out at once
+	}
 	log.Info("first health verdict", slog.Bool("settled", settled), slog.Bool("cloud_reachable", o.lb.AnyHealthy()),
 		slog.Duration("waited", time.Since(began).Round(time.Millisecond)))
 

@@ -176,9 +176,11 @@ func TestMultiplexerInformers(t *testing.T) {
 	countWatches := func(when string) {
 		t.Helper()
 		// The hub's own watch per resource, whatever the 8 local watches.
-		waitUntil(t, 10*time.Second, "one upstream watch per resource", func() bool {
-			return apiserverWatches(t, c, a, "services") == baseSvc+1 && apiserverWatches(t, c, a, "endpointslices") == baseEps+1
-		})
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if apiserverWatches(t, c, a, "services") == baseSvc+1 && apiserverWatches(t, c, a, "endpointslices") == baseEps+1 {
+				break
+			}
+		}
 		time.Sleep(time.Second) // and it stays one
 		s, e := apiserverWatches(t, c, a, "services")-baseSvc, apiserverWatches(t, c, a, "endpointslices")-baseEps
 		ws, we := h.metric(t, "node_yurthub_multiplexer_watchers", `resource="/v1/services"`), h.metric(t, "node_yurthub_multiplexer_watchers", `resource="discovery.k8s.io/v1/endpointslices"`)

@@ -57,6 +57,7 @@ type Options struct {
 
 // resource is one multiplexed resource.
 type resource struct {
+	name string // as configured: "/v1/services"
 	gvr  schema.GroupVersionResource
 	kind string // the object kind (its list kind is kind+"List")
 }
@@ -151,7 +152,7 @@ func New(opts Options) (*Multiplexer, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.caches[gvr] = newWatchCache(resource{gvr: gvr, kind: kind}, opts.WindowSize)
+		m.caches[gvr] = newWatchCache(resource{name: s, gvr: gvr, kind: kind}, opts.WindowSize)
 	}
 	return m, nil
 }
@@ -162,7 +163,7 @@ func (m *Multiplexer) Start(ctx context.Context) {
 	ctx, m.cancel = context.WithCancel(ctx)
 	for _, c := range m.caches {
 		m.load(ctx, c)
-		r := &reflector{m: m, c: c, log: m.log.With(slog.String("resource", c.res.gvr.String()))}
+		r := &reflector{m: m, c: c, log: m.log.With(slog.String("resource", c.res.name))}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()

@@ -120,7 +120,7 @@ func (s *objectSink) Add(it *wire.Item) error {
 func (r *reflector) list(ctx context.Context) error {
 	resp, err := r.get(ctx, url.Values{"resourceVersion": {""}})
 	if errors.Is(err, errRelist) {
-		return fmt.Errorf("list %s: 410 Gone", r.c.res.gvr)
+		return fmt.Errorf("list %s: 410 Gone", r.c.res.name)
 	}
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func (r *reflector) list(ctx context.Context) error {
 		lm, err = wire.DecodeJSONList(resp.Body, false, maxObjectBytes, &sink)
 	}
 	if err != nil {
-		return fmt.Errorf("list %s: %w", r.c.res.gvr, err)
+		return fmt.Errorf("list %s: %w", r.c.res.name, err)
 	}
 	r.c.replace(sink.objs, lm.RV)
 	r.c.mu.Lock()
@@ -173,7 +173,7 @@ func (r *reflector) watch(ctx context.Context) error {
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
 				return nil // the watch timed out (or the hub stops): watch again
 			}
-			return fmt.Errorf("watch %s from %d: %w", r.c.res.gvr, rv, err)
+			return fmt.Errorf("watch %s from %d: %w", r.c.res.name, rv, err)
 		}
 		var typ eventType
 		switch ev.Type {
@@ -251,14 +251,14 @@ func (m *Multiplexer) load(ctx context.Context, c *watchCache) {
 	case errors.Is(err, store.ErrNotSynced):
 		return
 	case err != nil:
-		m.log.Warn("multiplexer: the stored state cannot be read; waiting for the cloud", slog.String("resource", c.res.gvr.String()), slog.Any("err", err))
+		m.log.Warn("multiplexer: the stored state cannot be read; waiting for the cloud", slog.String("resource", c.res.name), slog.Any("err", err))
 		return
 	case !li.Complete:
-		m.log.Info("multiplexer: the stored state is incomplete; waiting for the cloud", slog.String("resource", c.res.gvr.String()), slog.String("reason", li.Reason))
+		m.log.Info("multiplexer: the stored state is incomplete; waiting for the cloud", slog.String("resource", c.res.name), slog.String("reason", li.Reason))
 		return
 	}
 	c.replace(objs, li.ResourceVersion)
-	m.log.Info("multiplexer: serving the stored state until the cloud answers", slog.String("resource", c.res.gvr.String()),
+	m.log.Info("multiplexer: serving the stored state until the cloud answers", slog.String("resource", c.res.name),
 		slog.Int("objects", len(objs)), slog.Uint64("resourceVersion", li.ResourceVersion))
 }
 
