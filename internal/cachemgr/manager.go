@@ -69,6 +69,9 @@ type Stats struct {
 	Writes        int64 // store write calls (for the mean latency)
 	QueueHighMark int64 // largest tee queue seen, bytes
 	ActiveStreams int64
+	// SharedEvents are watch events not written because an identical watch of the
+	// same view had already handed them to the store (onewriter.go).
+	SharedEvents int64
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -90,8 +93,9 @@ type Manager struct {
 	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
-		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, shared atomic.Int64
 	}
+	claims   claims        // events already written per view (one writer per view)
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -141,6 +145,7 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
+		SharedEvents:  m.stats.shared.Load(),
 	}
 }
 
@@ -558,14 +563,21 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
 func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
+	var lw *store.ListWriter
 	var dec wire.EventDecoder
 	if enc == store.EncodingProtobuf {
-		dec = wire.NewProtoWatchDecoder(r, pod, m.opts.MaxObjectBytes)
+		// A frame another identical watch already decoded is passed over (onewriter.go).
+		dec = wire.NewProtoWatchDecoderSkipping(r, pod, m.opts.MaxObjectBytes, func(frame []byte) bool {
+			if lw != nil || m.claims.frame(key, frame) {
+				return true
+			}
+			m.stats.shared.Add(1)
+			return false
+		})
 	} else {
 		dec = wire.NewJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
 	}
 
-	var lw *store.ListWriter
 	if initial {
 		var err error
 		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
@@ -577,6 +589,9 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			}
 		}()
 	}
+	// Identical watches of this view write each event once (onewriter.go); the
+	// claim is released after the applier (defers run last-in first-out).
+	defer m.claims.open(key)()
 	// Without watch-list, the first event waits for the list this watch follows;
 	// with it, the initial state's commit waits for earlier replacements.
 	ap := newApplier(m, key, log, prev)
@@ -717,6 +732,11 @@ func (a *applier) run() {
 		a.evs = nil
 		done := a.done
 		a.mu.Unlock()
+		if n := len(batch); n > 0 {
+			if batch = a.m.claims.filter(a.key, batch); len(batch) < n {
+				a.m.stats.shared.Add(int64(n - len(batch)))
+			}
+		}
 		if len(batch) > 0 {
 			err := a.m.markPending(a.key)
 			if err == nil {
