@@ -565,14 +565,20 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
 	var lw *store.ListWriter
 	var dec wire.EventDecoder
+	var framed uint64 // the claim of the frame being decoded (onewriter.go)
 	if enc == store.EncodingProtobuf {
-		// A frame another identical watch already decoded is passed over (onewriter.go).
+		// A frame another identical watch claimed is passed over undecoded.
 		dec = wire.NewProtoWatchDecoderSkipping(r, pod, m.opts.MaxObjectBytes, func(frame []byte) bool {
-			if lw != nil || m.claims.frame(key, frame) {
-				return true
+			if lw != nil {
+				return true // the initial state of a watch-list claims nothing
 			}
-			m.stats.shared.Add(1)
-			return false
+			seq, ok := m.claims.frame(key, frame)
+			if !ok {
+				m.stats.shared.Add(1)
+				return false
+			}
+			framed = seq
+			return true
 		})
 	} else {
 		dec = wire.NewJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
@@ -603,7 +609,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	for {
 		var ev wire.Event
 		err := dec.Next(&ev)
+		seq := framed
+		framed = 0
+		// Every claim is finished, written or not, or the view's later events wait.
+		drop := func() { m.claims.finish(key, seq) }
 		if err != nil {
+			drop()
 			cerr := ap.close()
 			// A watch that ends or is cut leaves the cache at the last event applied,
 			// a consistent state the client's next watch continues from.
@@ -619,6 +630,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			return fmt.Errorf("watch %s: %w", key, err)
 		}
 		if ev.Type == "ERROR" {
+			drop()
 			continue
 		}
 		if lw != nil {
@@ -657,12 +669,27 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		case "BOOKMARK":
 			t = store.Bookmark
 		default:
+			drop()
 			continue
 		}
 		if pod && t != store.Deleted && t != store.Bookmark && ev.Item.NodeName == "" {
+			drop()
 			continue
 		}
-		if err := ap.push(store.Event{Type: t, Object: ev.Item.Object()}); err != nil {
+		sev := store.Event{Type: t, Object: ev.Item.Object()}
+		if seq == 0 {
+			var ok bool
+			if seq, ok = m.claims.event(key, sev); !ok {
+				m.stats.shared.Add(1) // another identical watch delivered it
+				continue
+			}
+		} else if !m.claims.also(key, sev) {
+			drop() // delivered first by an identical watch in the other encoding
+			m.stats.shared.Add(1)
+			continue
+		}
+		if err := ap.push(sev, seq); err != nil {
+			m.claims.finish(key, seq)
 			return err
 		}
 	}
@@ -676,6 +703,7 @@ type applier struct {
 	mu   sync.Mutex
 	cond sync.Cond
 	evs  []store.Event
+	seqs []uint64 // the events' claims (onewriter.go)
 	done bool
 	err  error
 	fin  chan struct{}
@@ -689,7 +717,7 @@ func newApplier(m *Manager, key store.ListKey, log *slog.Logger, prev <-chan str
 	return a
 }
 
-func (a *applier) push(ev store.Event) error {
+func (a *applier) push(ev store.Event, seq uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.err != nil {
@@ -700,8 +728,15 @@ func (a *applier) push(ev store.Event) error {
 		return a.err
 	}
 	a.evs = append(a.evs, ev)
+	a.seqs = append(a.seqs, seq)
 	a.cond.Signal()
 	return nil
+}
+
+// dropPending abandons the queued events (a.mu held), finishing their claims.
+func (a *applier) dropPending() {
+	a.m.claims.finish(a.key, a.seqs...)
+	a.evs, a.seqs = nil, nil
 }
 
 // close flushes the pending events and returns the first store error.
@@ -720,7 +755,8 @@ func (a *applier) run() {
 	defer close(a.fin)
 	if err := wait(a.m.ctx, a.prev); err != nil {
 		a.mu.Lock()
-		a.err, a.evs = err, nil
+		a.err = err
+		a.dropPending()
 		a.mu.Unlock()
 	}
 	for {
@@ -728,16 +764,12 @@ func (a *applier) run() {
 		for len(a.evs) == 0 && !a.done {
 			a.cond.Wait()
 		}
-		batch := a.evs
-		a.evs = nil
+		batch, seqs := a.evs, a.seqs
+		a.evs, a.seqs = nil, nil
 		done := a.done
 		a.mu.Unlock()
-		if n := len(batch); n > 0 {
-			if batch = a.m.claims.filter(a.key, batch); len(batch) < n {
-				a.m.stats.shared.Add(int64(n - len(batch)))
-			}
-		}
-		if len(batch) > 0 {
+		// Written in the view's claim order, interleaved with identical watches.
+		a.m.claims.inOrder(a.m.ctx, a.key, batch, seqs, func(batch []store.Event) {
 			err := a.m.markPending(a.key)
 			if err == nil {
 				err = a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
@@ -755,12 +787,12 @@ func (a *applier) run() {
 				if a.err == nil {
 					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
 				}
-				a.evs = nil
+				a.dropPending()
 				a.mu.Unlock()
 				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
 				// keep draining so push never blocks; events are dropped
 			}
-		}
+		})
 		if done && len(batch) == 0 {
 			a.mu.Lock()
 			empty := len(a.evs) == 0

@@ -1,6 +1,7 @@
 package cachemgr
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 
@@ -22,20 +23,25 @@ import (
 //     frame's length, hashes the frame in its read buffer and passes over a frame
 //     another stream of the view already claimed, undecoded
 //     (wire.NewProtoWatchDecoderSkipping).
-//   - Every decoded event (JSON too, and a protobuf frame no other stream had) is
-//     claimed by resourceVersion before it is written: a duplicate is dropped,
-//     not written again.
+//   - Any other decoded event (JSON, a frame too large to hash in the buffer) is
+//     claimed by resourceVersion: a duplicate is dropped, not written again.
 //
 // A claim is "this exact event", never "anything older than the newest": a
 // lagging stream (the decoder of a watch whose client already moved on) still
 // writes the events no other stream delivered, and when the stream that was ahead
-// ends, the others carry on with no gap. A stream in a watch-list's initial phase
+// ends the others carry on with no gap. A stream in a watch-list's initial phase
 // claims nothing (its events go to a list replacement, not to the event path).
 
-// claimWindow bounds the resourceVersions remembered per view: a stream more than
-// this many events behind the others writes its events again (stale ones are
-// refused by the store, so a duplicate costs a write, never correctness).
+// claimWindow bounds the events remembered per view: a stream more than this
+// many events behind the others decodes and hands its events again (the store
+// refuses stale ones, so a duplicate costs work, never correctness).
 const claimWindow = 1 << 14
+
+// Claims are ordered. Each claimed event gets the view's next sequence number,
+// and the events of a view reach the store in that order whichever stream's
+// applier writes them: a stream that passed over an event another stream claimed
+// must not write a later event before that one is written (the store refuses an
+// event older than the view, so the earlier one would be lost).
 
 // claimKey names one event of a view: by resourceVersion (bookmarks share
 // resourceVersions with objects, so the kind is part of the key) or by the hash of
@@ -51,20 +57,56 @@ const (
 	claimFrame
 )
 
-// viewClaims are the events of one view already handed to the store.
+// viewClaims are the events of one view claimed by its open streams.
 type viewClaims struct {
 	streams int
 	seen    map[claimKey]struct{}
 	ring    []claimKey
 	next    int
+
+	seq      uint64              // the next sequence number to hand out
+	low      uint64              // every sequence number below it is written (or abandoned)
+	finished map[uint64]struct{} // finished numbers above low
 }
 
 // claims tracks viewClaims for the views with a watch stream open.
 type claims struct {
 	mu    sync.Mutex
+	cond  *sync.Cond
 	views map[store.ListKey]*viewClaims
 	seed  maphash.Seed
-	once  sync.Once
+}
+
+func (c *claims) init() {
+	if c.views == nil {
+		c.views = map[store.ListKey]*viewClaims{}
+		c.cond = sync.NewCond(&c.mu)
+		c.seed = maphash.MakeSeed()
+	}
+}
+
+// open registers a watch stream of view k; call the returned func once the
+// stream's applier has finished (every claim of the stream is then finished).
+func (c *claims) open(k store.ListKey) (close func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	v := c.views[k]
+	if v == nil {
+		v = &viewClaims{seen: map[claimKey]struct{}{}, seq: 1, low: 1, finished: map[uint64]struct{}{}}
+		c.views[k] = v
+	}
+	v.streams++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if v.streams--; v.streams == 0 {
+				delete(c.views, k)
+			}
+		})
+	}
 }
 
 // add records ck in v; false when it was there already.
@@ -83,63 +125,119 @@ func (v *viewClaims) add(ck claimKey) bool {
 	return true
 }
 
-// frame claims a protobuf watch frame of view k: true when no other stream of the
-// view has (this stream decodes it), false to pass over it undecoded.
-func (c *claims) frame(k store.ListKey, frame []byte) bool {
-	c.once.Do(func() { c.seed = maphash.MakeSeed() })
-	h := maphash.Bytes(c.seed, frame) ^ uint64(len(frame))<<48
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v := c.views[k]
-	if v == nil || v.streams < 2 {
-		return true // a lone stream: nothing to share (its frames are not recorded)
-	}
-	return v.add(claimKey{v: h, kind: claimFrame})
-}
-
-// open registers a watch stream of view k; close it with the returned func.
-func (c *claims) open(k store.ListKey) (close func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.views == nil {
-		c.views = map[store.ListKey]*viewClaims{}
-	}
-	v := c.views[k]
-	if v == nil {
-		v = &viewClaims{seen: map[claimKey]struct{}{}}
-		c.views[k] = v
-	}
-	v.streams++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if v.streams--; v.streams == 0 {
-				delete(c.views, k)
-			}
-		})
-	}
-}
-
-// filter keeps the events of batch no other stream of view k has claimed, and
-// claims them. It reuses batch's array.
-func (c *claims) filter(k store.ListKey, batch []store.Event) []store.Event {
+// claim claims ck for the calling stream: its sequence number, or ok=false when
+// another stream of the view claimed it already.
+func (c *claims) claim(k store.ListKey, ck claimKey) (seq uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.views[k]
 	if v == nil {
-		return batch
+		return 0, true // no open stream registered (not reached: cacheWatch opens first)
 	}
-	out := batch[:0]
-	for _, ev := range batch {
-		kind := claimObject
-		if ev.Type == store.Bookmark {
-			kind = claimBookmark
-		}
-		if v.add(claimKey{v: ev.Object.ResourceVersion, kind: kind}) {
-			out = append(out, ev)
-		}
+	if !v.add(ck) {
+		return 0, false
 	}
-	return out
+	seq = v.seq
+	v.seq++
+	return seq, true
+}
+
+// frame claims a protobuf watch frame of view k (by a hash of its bytes): false
+// when another stream claimed the same frame, which is then passed over undecoded.
+func (c *claims) frame(k store.ListKey, frame []byte) (seq uint64, ok bool) {
+	c.mu.Lock()
+	c.init()
+	seed := c.seed
+	c.mu.Unlock()
+	h := maphash.Bytes(seed, frame) ^ uint64(len(frame))<<48
+	return c.claim(k, claimKey{v: h, kind: claimFrame})
+}
+
+// event claims a decoded event of view k by its resourceVersion.
+func (c *claims) event(k store.ListKey, ev store.Event) (seq uint64, ok bool) {
+	return c.claim(k, eventKey(ev))
+}
+
+// also records the resourceVersion of an event decoded under a frame claim, so the
+// same event on a stream in the other encoding is known too; false when that
+// stream claimed it first (the frame's claim is then to be finished unwritten).
+func (c *claims) also(k store.ListKey, ev store.Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[k]
+	return v == nil || v.add(eventKey(ev))
+}
+
+func eventKey(ev store.Event) claimKey {
+	kind := claimObject
+	if ev.Type == store.Bookmark {
+		kind = claimBookmark
+	}
+	return claimKey{v: ev.Object.ResourceVersion, kind: kind}
+}
+
+// finish marks claims written or abandoned, letting later ones be written.
+func (c *claims) finish(k store.ListKey, seqs ...uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[k]
+	if v == nil {
+		return
+	}
+	for _, s := range seqs {
+		if s == 0 {
+			continue
+		}
+		v.finished[s] = struct{}{}
+	}
+	for {
+		if _, ok := v.finished[v.low]; !ok {
+			break
+		}
+		delete(v.finished, v.low)
+		v.low++
+	}
+	c.cond.Broadcast()
+}
+
+// inOrder writes batch (whose claims are seqs, increasing) in claim order: each
+// run of consecutive numbers waits until every earlier claim of the view is
+// finished, is written with write, then finished. ctx ending stops the wait (the
+// rest is abandoned).
+func (c *claims) inOrder(ctx context.Context, k store.ListKey, batch []store.Event, seqs []uint64, write func([]store.Event)) {
+	for i := 0; i < len(batch); {
+		j := i + 1
+		for j < len(batch) && seqs[j] == seqs[j-1]+1 {
+			j++
+		}
+		if seqs[i] != 0 && !c.waitTurn(ctx, k, seqs[i]) {
+			c.finish(k, seqs[i:]...)
+			return
+		}
+		write(batch[i:j])
+		c.finish(k, seqs[i:j]...)
+		i = j
+	}
+}
+
+// waitTurn waits until seq is the view's lowest unfinished claim.
+func (c *claims) waitTurn(ctx context.Context, k store.ListKey, seq uint64) bool {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		v := c.views[k]
+		if v == nil || v.low >= seq {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.cond.Wait()
+	}
 }

@@ -15,6 +15,16 @@ import (
 	"github.com/yurthub/yurthub/internal/store"
 )
 
+// podEventsJSON are podEvents in JSON.
+func podEventsJSON(t testing.TB, n int) []metav1.WatchEvent {
+	var evs []metav1.WatchEvent
+	for i := range n {
+		p := pod("ns", fmt.Sprintf("p-%d", i), "n1", 101+i)
+		evs = append(evs, metav1.WatchEvent{Type: "ADDED", Object: runtime.RawExtension{Raw: jsonBytes(t, &p)}})
+	}
+	return evs
+}
+
 // podEvents are n ADDED events of pods p-0.. on node n1, resourceVersions 101...
 func podEvents(t testing.TB, n int) []metav1.WatchEvent {
 	var evs []metav1.WatchEvent
@@ -30,18 +40,38 @@ func podEvents(t testing.TB, n int) []metav1.WatchEvent {
 // through a pipe (the client reads it) and the streams end together once every
 // event has reached the store (applied, refused as stale, or shared).
 func identicalWatches(t testing.TB, m *Manager, bodies [][]byte, events int64) {
+	identicalWatchesPaced(t, m, bodies, nil, events)
+}
+
+// identicalWatchesPaced is identicalWatches whose streams marked slow deliver their
+// body in ten pieces, a few milliseconds apart (a lagging stream).
+func identicalWatchesPaced(t testing.TB, m *Manager, bodies [][]byte, slow []bool, events int64) {
 	t.Helper()
 	release := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, body := range bodies {
-		info, resp := response(t, kubeletUA, "/api/v1/namespaces/ns/pods?watch=true&resourceVersion=100", "application/vnd.kubernetes.protobuf;stream=watch", nil, nil)
+	for i, body := range bodies {
+		paced := i < len(slow) && slow[i]
+		ctype := "application/vnd.kubernetes.protobuf;stream=watch"
+		if len(body) > 0 && body[0] == '{' {
+			ctype = "application/json"
+		}
+		info, resp := response(t, kubeletUA, "/api/v1/namespaces/ns/pods?watch=true&resourceVersion=100", ctype, nil, nil)
 		pr, pw := io.Pipe()
 		resp.Body = pr
 		m.CacheResponse(info, resp)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, _ = pw.Write(body)
+			if paced {
+				for len(body) > 0 {
+					n := min(len(body), len(body)/10+1)
+					_, _ = pw.Write(body[:n])
+					body = body[n:]
+					time.Sleep(3 * time.Millisecond)
+				}
+			} else {
+				_, _ = pw.Write(body)
+			}
 			<-release
 			pw.Close()
 		}()
@@ -67,14 +97,14 @@ func identicalWatches(t testing.TB, m *Manager, bodies [][]byte, events int64) {
 	m.Wait()
 }
 
-// TestIdenticalWatchesWriteOnce: three identical watches of one view (one behind,
-// one ahead, one in between) hand each event to the store once, and the view has
-// every event, including those only the lagging stream delivered.
+// TestIdenticalWatchesWriteOnce: four identical watches of one view (one cut
+// early, one lagging, one in JSON) hand each event to the store once, in order,
+// and the view has every event.
 func TestIdenticalWatchesWriteOnce(t *testing.T) {
 	m, st := newMgr(t, Options{})
-	evs := podEvents(t, 100)
-	bodies := [][]byte{watchProto(t, evs[:60]...), watchProto(t, evs...), watchProto(t, evs[40:]...)}
-	identicalWatches(t, m, bodies, 220)
+	evs, jevs := podEvents(t, 100), podEventsJSON(t, 100)
+	bodies := [][]byte{watchProto(t, evs[:60]...), watchProto(t, evs...), watchProto(t, evs...), watchJSON(t, jevs...)}
+	identicalWatchesPaced(t, m, bodies, []bool{false, false, true, true}, 360)
 	s := m.Stats()
 	t.Logf("events handed to the store: %d applied + %d refused as stale; %d not written (shared)", s.Events, s.StaleEvents, s.SharedEvents)
 	if got := s.Events + s.StaleEvents; got != 100 {
