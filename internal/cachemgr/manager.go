@@ -110,6 +110,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 	m := &Manager{st: st, log: log, opts: opts, pages: map[pageKey]*pendingList{}, lists: map[store.ListKey]int{}}
 	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.claims.m = m
 	m.agents.Store(parseAgents(""))
 	return m
 }
@@ -595,8 +596,9 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			}
 		}()
 	}
-	// Identical watches of this view write each event once (onewriter.go); the
-	// claim is released after the applier (defers run last-in first-out).
+	// Identical watches of this view decode and write each event once
+	// (onewriter.go); the stream leaves after its events are written (defers run
+	// last-in first-out).
 	defer m.claims.open(key)()
 	// Without watch-list, the first event waits for the list this watch follows;
 	// with it, the initial state's commit waits for earlier replacements.
@@ -689,117 +691,45 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			continue
 		}
 		if err := ap.push(sev, seq); err != nil {
-			m.claims.finish(key, seq)
 			return err
 		}
 	}
 }
 
-// applier applies a watch's events in the background, batching what piles up.
+// applier hands one watch stream's events to its view's writer (onewriter.go),
+// which applies the events of every identical watch of the view in claim order,
+// batching what piles up while its previous write is in flight.
 type applier struct {
 	m    *Manager
 	key  store.ListKey
 	log  *slog.Logger
-	mu   sync.Mutex
-	cond sync.Cond
-	evs  []store.Event
-	seqs []uint64 // the events' claims (onewriter.go)
-	done bool
+	prev <-chan struct{} // the list this watch follows; its events are written after it
+	last uint64          // the stream's newest claim
 	err  error
-	fin  chan struct{}
-	prev <-chan struct{} // the list this watch follows; waited for before the first write
 }
 
 func newApplier(m *Manager, key store.ListKey, log *slog.Logger, prev <-chan struct{}) *applier {
-	a := &applier{m: m, key: key, log: log, fin: make(chan struct{}), prev: prev}
-	a.cond.L = &a.mu
-	go a.run()
-	return a
+	return &applier{m: m, key: key, log: log, prev: prev}
 }
 
+// push queues an event the stream claimed as seq.
 func (a *applier) push(ev store.Event, seq uint64) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.err != nil {
+		a.m.claims.finish(a.key, seq)
 		return a.err
 	}
-	if len(a.evs) >= a.m.opts.MaxPendingEvents {
-		a.err = errOverflow
-		return a.err
+	if err := a.m.claims.fill(a.key, seq, ev, a.prev); err != nil {
+		a.err = err
+		return err
 	}
-	a.evs = append(a.evs, ev)
-	a.seqs = append(a.seqs, seq)
-	a.cond.Signal()
+	a.last = max(a.last, seq)
 	return nil
 }
 
-// dropPending abandons the queued events (a.mu held), finishing their claims.
-func (a *applier) dropPending() {
-	a.m.claims.finish(a.key, a.seqs...)
-	a.evs, a.seqs = nil, nil
-}
-
-// close flushes the pending events and returns the first store error.
+// close waits until the stream's events are written (or abandoned).
 func (a *applier) close() error {
-	a.mu.Lock()
-	if !a.done {
-		a.done = true
-		a.cond.Signal()
+	if a.last > 0 {
+		a.m.claims.waitWritten(a.key, a.last)
 	}
-	a.mu.Unlock()
-	<-a.fin
-	return a.err
-}
-
-func (a *applier) run() {
-	defer close(a.fin)
-	if err := wait(a.m.ctx, a.prev); err != nil {
-		a.mu.Lock()
-		a.err = err
-		a.dropPending()
-		a.mu.Unlock()
-	}
-	for {
-		a.mu.Lock()
-		for len(a.evs) == 0 && !a.done {
-			a.cond.Wait()
-		}
-		batch, seqs := a.evs, a.seqs
-		a.evs, a.seqs = nil, nil
-		done := a.done
-		a.mu.Unlock()
-		// Written in the view's claim order, interleaved with identical watches.
-		a.m.claims.inOrder(a.m.ctx, a.key, batch, seqs, func(batch []store.Event) {
-			err := a.m.markPending(a.key)
-			if err == nil {
-				err = a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
-			}
-			var se *store.StaleEventsError
-			switch {
-			case err == nil:
-				a.m.stats.events.Add(int64(len(batch)))
-				a.m.disk.succeeded(a.m.log)
-			case errors.As(err, &se):
-				a.m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
-				a.m.stats.stale.Add(int64(len(se.Indexes)))
-			default:
-				a.mu.Lock()
-				if a.err == nil {
-					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
-				}
-				a.dropPending()
-				a.mu.Unlock()
-				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
-				// keep draining so push never blocks; events are dropped
-			}
-		})
-		if done && len(batch) == 0 {
-			a.mu.Lock()
-			empty := len(a.evs) == 0
-			a.mu.Unlock()
-			if empty {
-				return
-			}
-		}
-	}
+	return nil
 }

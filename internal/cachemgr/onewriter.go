@@ -2,7 +2,10 @@ package cachemgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"sync"
 
 	"github.com/yurthub/yurthub/internal/store"
@@ -37,11 +40,14 @@ import (
 // refuses stale ones, so a duplicate costs work, never correctness).
 const claimWindow = 1 << 14
 
-// Claims are ordered. Each claimed event gets the view's next sequence number,
-// and the events of a view reach the store in that order whichever stream's
-// applier writes them: a stream that passed over an event another stream claimed
-// must not write a later event before that one is written (the store refuses an
-// event older than the view, so the earlier one would be lost).
+// Claims are ordered and written by one writer per view. Each claimed event gets
+// the view's next sequence number; the stream that claimed it decodes it and puts
+// it in the view's queue at that number (or abandons the number); the view's
+// writer goroutine hands the queue to the store in number order, in batches of
+// whatever is ready. So the events of a view reach the store in the order they
+// were claimed whichever stream delivered them (the store refuses an event older
+// than the view: a later event written first would lose an earlier one), and
+// there is one writer however many identical watches there are.
 
 // claimKey names one event of a view: by resourceVersion (bookmarks share
 // resourceVersions with objects, so the kind is part of the key) or by the hash of
@@ -57,6 +63,14 @@ const (
 	claimFrame
 )
 
+// slot is one claimed event waiting for the view's writer.
+type slot struct {
+	ev     store.Event
+	prev   <-chan struct{} // the list the claiming stream follows: written after it
+	filled bool            // ev is set
+	gone   bool            // abandoned: nothing to write
+}
+
 // viewClaims are the events of one view claimed by its open streams.
 type viewClaims struct {
 	streams int
@@ -64,13 +78,15 @@ type viewClaims struct {
 	ring    []claimKey
 	next    int
 
-	seq      uint64              // the next sequence number to hand out
-	low      uint64              // every sequence number below it is written (or abandoned)
-	finished map[uint64]struct{} // finished numbers above low
+	seq     uint64           // the next sequence number to hand out
+	low     uint64           // every number below it is written or abandoned
+	slots   map[uint64]*slot // numbers from low on
+	pending int              // filled slots not yet written
 }
 
 // claims tracks viewClaims for the views with a watch stream open.
 type claims struct {
+	m     *Manager
 	mu    sync.Mutex
 	cond  *sync.Cond
 	views map[store.ListKey]*viewClaims
@@ -85,26 +101,27 @@ func (c *claims) init() {
 	}
 }
 
-// open registers a watch stream of view k; call the returned func once the
-// stream's applier has finished (every claim of the stream is then finished).
+// open registers a watch stream of view k (starting the view's writer for the
+// first); call the returned func when the stream has waited for its claims.
 func (c *claims) open(k store.ListKey) (close func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
 	v := c.views[k]
 	if v == nil {
-		v = &viewClaims{seen: map[claimKey]struct{}{}, seq: 1, low: 1, finished: map[uint64]struct{}{}}
+		v = &viewClaims{seen: map[claimKey]struct{}{}, seq: 1, low: 1, slots: map[uint64]*slot{}}
 		c.views[k] = v
+		c.m.wg.Add(1)
+		go c.writer(k, v)
 	}
 	v.streams++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			c.mu.Lock()
-			defer c.mu.Unlock()
-			if v.streams--; v.streams == 0 {
-				delete(c.views, k)
-			}
+			v.streams--
+			c.cond.Broadcast()
+			c.mu.Unlock()
 		})
 	}
 }
@@ -131,14 +148,12 @@ func (c *claims) claim(k store.ListKey, ck claimKey) (seq uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.views[k]
-	if v == nil {
-		return 0, true // no open stream registered (not reached: cacheWatch opens first)
-	}
-	if !v.add(ck) {
+	if v == nil || !v.add(ck) {
 		return 0, false
 	}
 	seq = v.seq
 	v.seq++
+	v.slots[seq] = &slot{}
 	return seq, true
 }
 
@@ -160,7 +175,7 @@ func (c *claims) event(k store.ListKey, ev store.Event) (seq uint64, ok bool) {
 
 // also records the resourceVersion of an event decoded under a frame claim, so the
 // same event on a stream in the other encoding is known too; false when that
-// stream claimed it first (the frame's claim is then to be finished unwritten).
+// stream claimed it first (the frame's claim is then abandoned).
 func (c *claims) also(k store.ListKey, ev store.Event) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,7 +191,31 @@ func eventKey(ev store.Event) claimKey {
 	return claimKey{v: ev.Object.ResourceVersion, kind: kind}
 }
 
-// finish marks claims written or abandoned, letting later ones be written.
+// fill queues the claimed event seq for the view's writer; errOverflow when the
+// view has MaxPendingEvents waiting (the claim is then abandoned).
+func (c *claims) fill(k store.ListKey, seq uint64, ev store.Event, prev <-chan struct{}) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[k]
+	if v == nil {
+		return errOverflow
+	}
+	sl := v.slots[seq]
+	if sl == nil {
+		return nil
+	}
+	if v.pending >= c.m.opts.MaxPendingEvents {
+		sl.gone = true
+		c.cond.Broadcast()
+		return errOverflow
+	}
+	sl.ev, sl.prev, sl.filled = ev, prev, true
+	v.pending++
+	c.cond.Broadcast()
+	return nil
+}
+
+// finish abandons claims (the event was not to be written after all).
 func (c *claims) finish(k store.ListKey, seqs ...uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -185,59 +224,120 @@ func (c *claims) finish(k store.ListKey, seqs ...uint64) {
 		return
 	}
 	for _, s := range seqs {
-		if s == 0 {
-			continue
+		if sl := v.slots[s]; sl != nil && !sl.filled {
+			sl.gone = true
 		}
-		v.finished[s] = struct{}{}
-	}
-	for {
-		if _, ok := v.finished[v.low]; !ok {
-			break
-		}
-		delete(v.finished, v.low)
-		v.low++
 	}
 	c.cond.Broadcast()
 }
 
-// inOrder writes batch (whose claims are seqs, increasing) in claim order: each
-// run of consecutive numbers waits until every earlier claim of the view is
-// finished, is written with write, then finished. ctx ending stops the wait (the
-// rest is abandoned).
-func (c *claims) inOrder(ctx context.Context, k store.ListKey, batch []store.Event, seqs []uint64, write func([]store.Event)) {
-	for i := 0; i < len(batch); {
-		j := i + 1
-		for j < len(batch) && seqs[j] == seqs[j-1]+1 {
-			j++
-		}
-		if seqs[i] != 0 && !c.waitTurn(ctx, k, seqs[i]) {
-			c.finish(k, seqs[i:]...)
+// waitWritten waits until every claim up to seq is written or abandoned (a
+// stream's end: its events are in the store when its goroutine returns).
+func (c *claims) waitWritten(k store.ListKey, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		v := c.views[k]
+		if v == nil || v.low > seq || c.m.ctx.Err() != nil {
 			return
 		}
-		write(batch[i:j])
-		c.finish(k, seqs[i:j]...)
-		i = j
+		c.cond.Wait()
 	}
 }
 
-// waitTurn waits until seq is the view's lowest unfinished claim.
-func (c *claims) waitTurn(ctx context.Context, k store.ListKey, seq uint64) bool {
-	stop := context.AfterFunc(ctx, func() {
+// maxBatch bounds one write of the view's writer.
+const maxBatch = 4096
+
+// writer is the view's one writer: it hands the claimed events to the store in
+// claim order, each batch being whatever is ready from the lowest number on. It
+// ends once the view has no stream and nothing waits.
+func (c *claims) writer(k store.ListKey, v *viewClaims) {
+	m := c.m
+	defer m.wg.Done()
+	stop := context.AfterFunc(m.ctx, func() {
 		c.mu.Lock()
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	})
 	defer stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for {
-		v := c.views[k]
-		if v == nil || v.low >= seq {
-			return true
+		c.mu.Lock()
+		for {
+			if sl := v.slots[v.low]; sl != nil && (sl.filled || sl.gone) {
+				break
+			}
+			if v.streams == 0 && len(v.slots) == 0 || m.ctx.Err() != nil {
+				if c.views[k] == v {
+					delete(c.views, k)
+				}
+				c.cond.Broadcast()
+				c.mu.Unlock()
+				return
+			}
+			c.cond.Wait()
 		}
-		if ctx.Err() != nil {
-			return false
+		var batch []store.Event
+		var prevs []<-chan struct{}
+		n := uint64(0)
+		for len(batch) < maxBatch {
+			sl := v.slots[v.low+n]
+			if sl == nil || !sl.filled && !sl.gone {
+				break
+			}
+			if sl.filled {
+				batch = append(batch, sl.ev)
+				if sl.prev != nil {
+					prevs = append(prevs, sl.prev)
+				}
+			}
+			n++
 		}
-		c.cond.Wait()
+		c.mu.Unlock()
+
+		for _, p := range prevs {
+			if wait(m.ctx, p) != nil {
+				batch = nil
+			}
+		}
+		if len(batch) > 0 {
+			c.write(k, batch)
+		}
+
+		c.mu.Lock()
+		for i := uint64(0); i < n; i++ {
+			if v.slots[v.low].filled {
+				v.pending--
+			}
+			delete(v.slots, v.low)
+			v.low++
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+// write applies one batch of a view's events.
+func (c *claims) write(k store.ListKey, batch []store.Event) {
+	m := c.m
+	err := m.markPending(k)
+	if err == nil {
+		err = m.write(func(ctx context.Context) error { return m.st.ApplyEvents(ctx, k, batch) })
+	}
+	var se *store.StaleEventsError
+	switch {
+	case err == nil:
+		m.stats.events.Add(int64(len(batch)))
+		m.disk.succeeded(m.log)
+	case errors.As(err, &se):
+		m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
+		m.stats.stale.Add(int64(len(se.Indexes)))
+	case errors.Is(err, store.ErrNoSpace):
+		m.stats.failures.Add(1)
+		m.disk.refused(m.log, err)
+		m.markIncomplete(k, "watch events not applied: "+err.Error())
+	default:
+		m.stats.failures.Add(1)
+		m.log.Warn("cache write failed", slog.String("list", k.String()), slog.Any("err", fmt.Errorf("apply watch events to %s: %w", k, err)))
+		m.markIncomplete(k, "watch events not applied: "+err.Error())
 	}
 }
