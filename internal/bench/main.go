@@ -115,6 +115,7 @@ type bench struct {
 	hub     *hubProc
 	res     *Results
 	podSize int
+	epsBase float64 // WATCH requests on endpointslices open before the hub started (the apiserver's own)
 }
 
 func run(f flags) error {
@@ -174,6 +175,12 @@ func run(f flags) error {
 		return err
 	}
 	if err := b.populate(); err != nil {
+		return err
+	}
+	if err := b.populateEndpointSlices(); err != nil {
+		return err
+	}
+	if b.epsBase, err = b.apiserverWatches("endpointslices"); err != nil {
 		return err
 	}
 	b.hub = &hubProc{b: b}
@@ -453,7 +460,7 @@ func (b *bench) online() error {
 			rate, err := b.watch(t, run)
 			close(stopSample)
 			<-sampled
-			b.res.add("watch events/s to 8 watchers under churn", "events/s", t.name, rate, err)
+			b.res.add("watch events/s to 8 identical watchers of a non-multiplexed view (pods, JSON)", "events/s", t.name, rate, err)
 			if t.name == "hub" {
 				b.res.add("hub RSS under the watch load", "MiB", "hub", float64(rss.Load())/(1<<20), nil)
 				b.res.add("↳ of which anonymous (heap, stacks), at the peak", "MiB", "hub", float64(anon.Load())/(1<<20), nil)
@@ -461,6 +468,8 @@ func (b *bench) online() error {
 			failed[t.name] = err != nil
 		}
 	}
+
+	b.muxFigures() // mux.go
 
 	log.Printf("online: idle RSS and start-up time")
 	// The large list once more through the hub so the cache holds it, then idle.
@@ -475,6 +484,7 @@ func (b *bench) online() error {
 		b.res.add("hub RSS idle, after the lists", "MiB", "hub", float64(m.rss)/(1<<20), nil)
 		b.res.add("↳ of which anonymous (heap, stacks)", "MiB", "hub", float64(m.anon)/(1<<20), nil)
 		b.res.add("↳ of which file-backed (the mmap'd cache file, the binary)", "MiB", "hub", float64(m.file)/(1<<20), nil)
+		b.memFigures("online")
 		if run < b.f.runs-1 {
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -658,6 +668,10 @@ func (b *bench) offline() error {
 			log.Printf("offline: GET and LIST from the cache")
 			b.getFigures("offline: ", hubOnly)
 			b.listFigures("offline: ", hubOnly)
+			for r := 0; r < b.f.runs; r++ {
+				time.Sleep(2 * time.Second)
+				b.memFigures("offline (JSON and protobuf lists from the cache)")
+			}
 			for r := 0; r < b.f.runs; r++ {
 				b.hub.stop()
 				d, err := b.hub.start()
