@@ -69,8 +69,11 @@ type Stats struct {
 	Writes        int64 // store write calls (for the mean latency)
 	QueueHighMark int64 // largest tee queue seen, bytes
 	ActiveStreams int64
-	// SharedEvents are watch events not written because an identical watch of the
-	// same view had already handed them to the store (onewriter.go).
+	// OpaqueRVResources are the resources no longer cached because their server
+	// hands out resourceVersions that are not numbers (noteOpaqueRV).
+	OpaqueRVResources int64
+	// SharedEvents are watch events not decoded or not written because an
+	// identical watch of the same view had claimed them (onewriter.go).
 	SharedEvents int64
 }
 
@@ -93,9 +96,10 @@ type Manager struct {
 	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
-		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, shared atomic.Int64
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque, shared atomic.Int64
 	}
-	claims   claims        // events already written per view (one writer per view)
+	claims   claims        // identical watches: each event decoded and written once (onewriter.go)
+	opaqueRV sync.Map      // store.Resource => struct{}: not cached, see noteOpaqueRV
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -146,7 +150,9 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
-		SharedEvents:  m.stats.shared.Load(),
+
+		OpaqueRVResources: m.stats.opaque.Load(),
+		SharedEvents:      m.stats.shared.Load(),
 	}
 }
 
@@ -259,6 +265,9 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		if transformed(resp.Header) {
 			return
 		}
+		if _, opaque := m.opaqueRV.Load(cachekey.Resource(info)); opaque {
+			return // its resourceVersions cannot be ordered; logged once (noteOpaqueRV)
+		}
 		var enc store.Encoding
 		switch mediaType {
 		case "application/json":
@@ -356,9 +365,12 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		case errors.Is(err, store.ErrNoSpace):
 			m.stats.failures.Add(1)
 			m.disk.refused(m.log, err)
-		case errors.Is(err, errOverflow):
+		case errors.Is(err, errOverflow), errors.Is(err, errPendingOverflow):
 			m.stats.overflows.Add(1)
-			log.Warn("cache fell behind the client; cache copy of this response abandoned", slog.Int("queueBytes", m.opts.QueueBytes))
+			log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
+				slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
+		case errors.Is(err, wire.ErrOpaqueRV):
+			m.noteOpaqueRV(info, err, log)
 		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
 			log.Debug("cache stream ended early", slog.Any("err", err))
 		default:
@@ -366,6 +378,32 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 			log.Warn("cache write failed", slog.Any("err", err))
 		}
 	}()
+}
+
+// noteOpaqueRV stops caching a resource whose server hands out resourceVersions
+// that are not numbers (wire.ErrOpaqueRV), logging it once and counting it.
+//
+// resourceVersion is opaque by API convention, but the cache is built on ordering
+// it: a view's resourceVersion, refusing an event or a GET older than the stored
+// copy, a list that does not undo a newer watch event, the offline watch's 410 for
+// a client behind the cache, the local-write compare-and-swap. Kept without order,
+// a late GET could overwrite a newer object, and an offline watch could not tell a
+// client whether it is current; a cache that may be silently wrong is worse than
+// none. So such a resource (per group, version and resource: the ordering is a
+// property of the server that serves it) is not cached at all: its responses still
+// stream to the client untouched, and offline it is answered as never cached (503
+// saying so). Only aggregated API servers with their own storage do this; none of
+// the components a node runs offline (kubelet, kube-proxy, CNI, CoreDNS) depend on
+// one. The set lives in memory: a restarted hub logs it once again.
+func (m *Manager) noteOpaqueRV(info *requestinfo.Info, err error, log *slog.Logger) {
+	r := cachekey.Resource(info)
+	if _, seen := m.opaqueRV.LoadOrStore(r, struct{}{}); seen {
+		return // a response teed before the first one was refused
+	}
+	m.stats.opaque.Add(1)
+	log.Warn("not caching this resource: its server hands out resourceVersions that are not numbers, and the cache orders objects, lists and watch events by resourceVersion; "+
+		"clients are still served from the cloud, but not from the cache while it is unreachable (logged once per resource)",
+		slog.String("resource", r.String()), slog.Any("err", err))
 }
 
 type errReader struct{ err error }
@@ -492,10 +530,17 @@ func (s writerSink) Add(it *wire.Item) error {
 	return nil
 }
 
-func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) error {
+// A list that is not committed (undecodable, cut, refused by the store, or the hub
+// shutting down) leaves its view at the previous list, older than what the client
+// now holds and will watch on from: the view is marked incomplete.
+func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) (err error) {
+	defer func() {
+		if err != nil {
+			m.markIncomplete(key, "list response not fully cached: "+err.Error())
+		}
+	}()
 	sink := writerSink{m: m, w: w, pod: pod}
 	var lm wire.ListMeta
-	var err error
 	if enc == store.EncodingProtobuf {
 		lm, err = wire.DecodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
 	} else {
@@ -507,7 +552,6 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 	}
 	if err != nil {
 		w.Abort()
-		m.markIncomplete(key, "list response not fully cached: "+err.Error())
 		return fmt.Errorf("list %s: %w", key, err)
 	}
 	if lm.Continue != "" {
@@ -537,15 +581,18 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		return err
 	}
 	if err := m.write(func(context.Context) error { return w.Commit(lm.RV) }); err != nil {
-		return err
+		return fmt.Errorf("list %s: commit: %w", key, err)
 	}
 	m.unmarked.remove(key) // the view is a complete list again
 	m.disk.succeeded(m.log)
 	return nil
 }
 
+// markIncomplete marks view key incomplete, or leaves the mark owed (markPending)
+// when the store cannot write it. It is written even while the manager is closing:
+// events lost to the shutdown are a gap like any other.
 func (m *Manager) markIncomplete(key store.ListKey, reason string) {
-	err := m.st.MarkIncomplete(m.ctx, key, reason)
+	err := m.st.MarkIncomplete(context.WithoutCancel(m.ctx), key, reason)
 	switch {
 	case err == nil, errors.Is(err, store.ErrNotSynced):
 	case errors.Is(err, store.ErrNoSpace):
@@ -563,7 +610,31 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 // the bookmark's resourceVersion. Later events go to an applier goroutine that
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
-func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
+//
+// Only a clean end leaves the view as it is: the stream ended or was cut (by the
+// network, the client or the apiserver) and every event before that point was
+// applied, so the view is at a resourceVersion the client's next watch continues
+// from. Every other exit lost events the client received (events dropped past
+// MaxPendingEvents, a queue overflow, an undecodable event, a store error, a
+// watch-list whose initial state could not be written, the hub shutting down with
+// events still pending) and marks the view incomplete with the reason, or leaves
+// the mark owed when the store cannot write it (markIncomplete). Without the mark a
+// later watch would apply events on top of the gap and the offline path would serve
+// the view as complete.
+func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) (err error) {
+	var initialDone bool // the watch-list's initial state is committed (or there is none)
+	defer func() {
+		if err == nil {
+			return
+		}
+		what := "watch stream not fully cached"
+		if initial && !initialDone {
+			what = "watch-list initial state not cached"
+		} else if errors.Is(err, errPendingOverflow) {
+			what = "watch events dropped"
+		}
+		m.markIncomplete(key, what+": "+err.Error())
+	}()
 	var lw *store.ListWriter
 	var dec wire.EventDecoder
 	var framed uint64 // the claim of the frame being decoded (onewriter.go)
@@ -588,13 +659,15 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	if initial {
 		var err error
 		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
-			return err
+			return fmt.Errorf("watch-list %s: %w", key, err)
 		}
 		defer func() {
 			if lw != nil {
 				lw.Abort()
 			}
 		}()
+	} else {
+		initialDone = true
 	}
 	// Identical watches of this view decode and write each event once
 	// (onewriter.go); the stream leaves after its events are written (defers run
@@ -617,15 +690,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		drop := func() { m.claims.finish(key, seq) }
 		if err != nil {
 			drop()
+			// close flushes what is pending; its error means events were not applied.
 			cerr := ap.close()
-			// A watch that ends or is cut leaves the cache at the last event applied,
-			// a consistent state the client's next watch continues from.
 			var ue *upstreamError
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
-				return cerr
+				return cerr // a cut: clean if every event before it was applied
 			}
-			// Events were lost (overflow) or undecodable: the view has a gap.
-			m.markIncomplete(key, "watch stream not fully cached: "+err.Error())
 			if cerr != nil {
 				return cerr
 			}
@@ -639,7 +709,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			switch ev.Type {
 			case "ADDED", "MODIFIED":
 				if err := (writerSink{m: m, w: lw, pod: pod}).Add(&ev.Item); err != nil {
-					return err
+					return fmt.Errorf("watch-list %s: %w", key, err)
 				}
 			case "BOOKMARK":
 				if ev.Item.InitialEnd {
@@ -654,6 +724,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
+					initialDone = true
 					m.unmarked.remove(key)
 					m.disk.succeeded(m.log)
 				}
@@ -691,6 +762,9 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			continue
 		}
 		if err := ap.push(sev, seq); err != nil {
+			// Flush what was accepted before the drop, so the view's resourceVersion
+			// is the last event actually applied when the mark is written.
+			ap.close()
 			return err
 		}
 	}
@@ -700,20 +774,26 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 // which applies the events of every identical watch of the view in claim order,
 // batching what piles up while its previous write is in flight.
 type applier struct {
-	m    *Manager
-	key  store.ListKey
-	log  *slog.Logger
-	prev <-chan struct{} // the list this watch follows; its events are written after it
-	last uint64          // the stream's newest claim
-	err  error
+	m     *Manager
+	key   store.ListKey
+	log   *slog.Logger
+	prev  <-chan struct{} // the list this watch follows; its events are written after it
+	first uint64          // the stream's oldest claim
+	last  uint64          // and its newest
+	err   error
 }
 
 func newApplier(m *Manager, key store.ListKey, log *slog.Logger, prev <-chan struct{}) *applier {
 	return &applier{m: m, key: key, log: log, prev: prev}
 }
 
-// push queues an event the stream claimed as seq.
+// push queues an event the stream claimed as seq. It fails once events of the
+// view from this stream's first on could not be applied (the view is then marked
+// incomplete already), or when MaxPendingEvents wait for the store.
 func (a *applier) push(ev store.Event, seq uint64) error {
+	if a.err == nil && a.first > 0 {
+		a.err = a.m.claims.failed(a.key, a.first)
+	}
 	if a.err != nil {
 		a.m.claims.finish(a.key, seq)
 		return a.err
@@ -722,14 +802,23 @@ func (a *applier) push(ev store.Event, seq uint64) error {
 		a.err = err
 		return err
 	}
+	if a.first == 0 {
+		a.first = seq
+	}
 	a.last = max(a.last, seq)
 	return nil
 }
 
-// close waits until the stream's events are written (or abandoned).
+// close waits until the stream's events are written (or abandoned) and returns
+// the error of a write that failed with some of them.
 func (a *applier) close() error {
 	if a.last > 0 {
-		a.m.claims.waitWritten(a.key, a.last)
+		if err := a.m.claims.waitWritten(a.key, a.last); err != nil && a.err == nil {
+			a.err = err
+		}
 	}
-	return nil
+	if a.err == nil && a.first > 0 {
+		a.err = a.m.claims.failed(a.key, a.first)
+	}
+	return a.err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"log/slog"
 	"sync"
 
 	"github.com/yurthub/yurthub/internal/store"
@@ -82,6 +81,9 @@ type viewClaims struct {
 	low     uint64           // every number below it is written or abandoned
 	slots   map[uint64]*slot // numbers from low on
 	pending int              // filled slots not yet written
+
+	failErr   error  // the last write the store refused
+	failedMax uint64 // the newest number in it
 }
 
 // claims tracks viewClaims for the views with a watch stream open.
@@ -198,7 +200,7 @@ func (c *claims) fill(k store.ListKey, seq uint64, ev store.Event, prev <-chan s
 	defer c.mu.Unlock()
 	v := c.views[k]
 	if v == nil {
-		return errOverflow
+		return fmt.Errorf("watch events not applied to %s: the cache is closing: %w", k, context.Canceled)
 	}
 	sl := v.slots[seq]
 	if sl == nil {
@@ -207,7 +209,7 @@ func (c *claims) fill(k store.ListKey, seq uint64, ev store.Event, prev <-chan s
 	if v.pending >= c.m.opts.MaxPendingEvents {
 		sl.gone = true
 		c.cond.Broadcast()
-		return errOverflow
+		return fmt.Errorf("%w: more than %d events waited for the store (Options.MaxPendingEvents); the rest of the stream is not cached", errPendingOverflow, c.m.opts.MaxPendingEvents)
 	}
 	sl.ev, sl.prev, sl.filled = ev, prev, true
 	v.pending++
@@ -232,17 +234,35 @@ func (c *claims) finish(k store.ListKey, seqs ...uint64) {
 }
 
 // waitWritten waits until every claim up to seq is written or abandoned (a
-// stream's end: its events are in the store when its goroutine returns).
-func (c *claims) waitWritten(k store.ListKey, seq uint64) {
+// stream's end: its events are in the store when its goroutine returns). An
+// error says they were not all handed to the store: the hub is shutting down.
+func (c *claims) waitWritten(k store.ListKey, seq uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
 		v := c.views[k]
-		if v == nil || v.low > seq || c.m.ctx.Err() != nil {
-			return
+		if v != nil && v.low > seq {
+			return nil
+		}
+		if err := c.m.ctx.Err(); err != nil {
+			return fmt.Errorf("watch events not applied to %s: the cache is closing: %w", k, err)
+		}
+		if v == nil {
+			return nil
 		}
 		c.cond.Wait()
 	}
+}
+
+// failed is the error of a write the store refused that held an event numbered
+// since or later, nil if none.
+func (c *claims) failed(k store.ListKey, since uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v := c.views[k]; v != nil && v.failErr != nil && v.failedMax >= since {
+		return v.failErr
+	}
+	return nil
 }
 
 // maxBatch bounds one write of the view's writer.
@@ -299,11 +319,15 @@ func (c *claims) writer(k store.ListKey, v *viewClaims) {
 				batch = nil
 			}
 		}
+		var err error
 		if len(batch) > 0 {
-			c.write(k, batch)
+			err = c.write(k, batch)
 		}
 
 		c.mu.Lock()
+		if err != nil {
+			v.failErr, v.failedMax = err, v.low+n-1
+		}
 		for i := uint64(0); i < n; i++ {
 			if v.slots[v.low].filled {
 				v.pending--
@@ -316,8 +340,12 @@ func (c *claims) writer(k store.ListKey, v *viewClaims) {
 	}
 }
 
-// write applies one batch of a view's events.
-func (c *claims) write(k store.ListKey, batch []store.Event) {
+// write applies one batch of a view's events. A refused batch (other than stale
+// events) marks the view incomplete at once, not only when a stream that claimed
+// some of it next pushes or ends: an idle watch could otherwise leave the view
+// "complete" for as long as nothing changes upstream. The streams whose events it
+// held stop (applier.push and close return the error; CacheResponse logs it).
+func (c *claims) write(k store.ListKey, batch []store.Event) error {
 	m := c.m
 	err := m.markPending(k)
 	if err == nil {
@@ -328,16 +356,12 @@ func (c *claims) write(k store.ListKey, batch []store.Event) {
 	case err == nil:
 		m.stats.events.Add(int64(len(batch)))
 		m.disk.succeeded(m.log)
+		return nil
 	case errors.As(err, &se):
 		m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
 		m.stats.stale.Add(int64(len(se.Indexes)))
-	case errors.Is(err, store.ErrNoSpace):
-		m.stats.failures.Add(1)
-		m.disk.refused(m.log, err)
-		m.markIncomplete(k, "watch events not applied: "+err.Error())
-	default:
-		m.stats.failures.Add(1)
-		m.log.Warn("cache write failed", slog.String("list", k.String()), slog.Any("err", fmt.Errorf("apply watch events to %s: %w", k, err)))
-		m.markIncomplete(k, "watch events not applied: "+err.Error())
+		return nil
 	}
+	m.markIncomplete(k, "watch events not applied: "+err.Error())
+	return fmt.Errorf("watch events not applied to %s: %w", k, err)
 }

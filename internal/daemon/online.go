@@ -26,6 +26,7 @@ import (
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/metrics"
 	"github.com/yurthub/yurthub/internal/multiplexer"
+	"github.com/yurthub/yurthub/internal/nodeaddr"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
@@ -63,8 +64,10 @@ type online struct {
 	listeners *proxy.Listeners
 	cache     *cachemgr.Manager        // nil in cloud mode
 	mux       *multiplexer.Multiplexer // nil in cloud mode or without a cache
+	nodeAddrs *nodeaddr.Set
 	cancel    context.CancelFunc
 	done      chan struct{}
+	addrsDone chan struct{}
 }
 
 // credentialSource picks the certs.Source for --bootstrap-mode: kubelet's files, or
@@ -224,9 +227,13 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			s := o.cache.Stats()
 			return metrics.CacheStats{Responses: s.Responses, Objects: s.Objects, Events: s.Events, StaleEvents: s.StaleEvents,
 				Overflows: s.Overflows, Failures: s.Failures, Writes: s.Writes, WriteSeconds: s.WriteSeconds,
-				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues()}
+				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues(),
+				OpaqueRVResources: s.OpaqueRVResources}
 		})
 	}
+	// The node's own addresses: the only sources a request without credentials is
+	// taken from, since it goes upstream as the node (internal/proxy, anonymous.go).
+	o.nodeAddrs = nodeaddr.New(log.With(slog.String("part", "nodeaddr")))
 	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
 	certTransport.DialContext = o.dialer.DialContext
 	var mux proxy.Multiplexer
@@ -261,6 +268,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
 		Multiplexer:         mux,
+		NodeAddrs:           o.nodeAddrs,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
 				o.health.KubeletSeen()
@@ -281,6 +289,11 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	go func() {
 		defer close(o.done)
 		o.health.Run(hctx)
+	}()
+	o.addrsDone = make(chan struct{})
+	go func() {
+		defer close(o.addrsDone)
+		o.nodeAddrs.Run(hctx)
 	}()
 
 	// Give the health checker a moment for its first verdict (a reachable apiserver
@@ -391,6 +404,9 @@ func (o *online) stop(ctx context.Context) {
 	}
 	o.cancel()
 	<-o.done
+	if o.addrsDone != nil {
+		<-o.addrsDone
+	}
 	if o.mux != nil {
 		o.mux.Stop()
 	}
