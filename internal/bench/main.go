@@ -88,6 +88,7 @@ type flags struct {
 	small, large int
 	keep         bool
 	readme       string
+	profileDir   string
 }
 
 func main() {
@@ -102,6 +103,7 @@ func main() {
 	flag.IntVar(&f.large, "large", 10000, "pods in the large list")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
 	flag.StringVar(&f.readme, "readme", "", "also rewrite the goals table between the bench markers in this README")
+	flag.StringVar(&f.profileDir, "profile-dir", "", "save a CPU profile of the hub (its /debug/pprof) during each watch load through it into this directory")
 	flag.Parse()
 	if f.runs < 1 || f.listRuns < 1 {
 		fmt.Fprintf(os.Stderr, "bench: --runs=%d and --list-runs=%d must be at least 1\n", f.runs, f.listRuns)

@@ -104,6 +104,7 @@ func (b *bench) apiserverWatches(resource string) (float64, error) {
 // watchSpec is one watch load: 8 watchers of path in one encoding while 8
 // writers patch objects for watchSeconds.
 type watchSpec struct {
+	name   string // for profile file names
 	path   string // the collection, without query
 	accept string // "" (JSON) or protobuf
 	list   func(ctx context.Context) (string, error)
@@ -167,6 +168,15 @@ func (b *bench) watchLoad(t target, run int, s watchSpec) (float64, error) {
 	if s.during != nil {
 		s.during()
 	}
+	var profiled sync.WaitGroup
+	if b.f.profileDir != "" && t.name == "hub" {
+		profiled.Add(1)
+		go func() {
+			defer profiled.Done()
+			b.hub.cpuProfile(fmt.Sprintf("%s-run%d.pprof", s.name, run), b.f.watchSeconds)
+		}()
+	}
+	defer profiled.Wait()
 	began := time.Now()
 	end := began.Add(time.Duration(b.f.watchSeconds * float64(time.Second)))
 	var writes atomic.Int64
@@ -237,6 +247,7 @@ func countEvents(r io.Reader, proto bool, fn func(typ string, obj []byte)) {
 func (b *bench) podWatch(accept string) watchSpec {
 	cs := b.protoAdmin()
 	return watchSpec{
+		name: "pods-" + map[string]string{"": "json", protobuf: "protobuf"}[accept],
 		path: "/api/v1/namespaces/bench-watch/pods", accept: accept,
 		list: func(ctx context.Context) (string, error) {
 			l, err := b.admin.CoreV1().Pods("bench-watch").List(ctx, metav1.ListOptions{})
@@ -257,6 +268,7 @@ func (b *bench) podWatch(accept string) watchSpec {
 func (b *bench) epsWatch(accept string) watchSpec {
 	cs := b.protoAdmin()
 	return watchSpec{
+		name: "endpointslices",
 		path: "/apis/discovery.k8s.io/v1/namespaces/" + epsNS + "/endpointslices", accept: accept,
 		list: func(ctx context.Context) (string, error) {
 			l, err := b.admin.DiscoveryV1().EndpointSlices(epsNS).List(ctx, metav1.ListOptions{})
@@ -460,4 +472,26 @@ func (b *bench) memFigures(when string) {
 	b.res.add("↳ the cache file's map (bbolt mmap), "+when, "MiB", "hub", float64(cache)/(1<<20), nil)
 	b.res.add("↳ the yurthub binary, "+when, "MiB", "hub", float64(bin)/(1<<20), nil)
 	b.res.add("↳ other files, "+when, "MiB", "hub", float64(other)/(1<<20), nil)
+}
+
+// cpuProfile saves a CPU profile of the hub over seconds (its /debug/pprof,
+// --profiling is on by default) into --profile-dir.
+func (h *hubProc) cpuProfile(name string, seconds float64) {
+	if err := os.MkdirAll(h.b.f.profileDir, 0o755); err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", h.serveAddr, max(1, int(seconds))))
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(h.b.f.profileDir, name))
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
