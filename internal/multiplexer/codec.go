@@ -68,24 +68,23 @@ func negotiate(accept string) (f format, ok bool) {
 }
 
 // object is one object of a multiplexed resource, immutable once built: the
-// bytes the cloud sent (protobuf envelope, or JSON) and, computed on first use and
-// then shared by every client, its other encoding and its selectable fields.
+// bytes the cloud sent (protobuf envelope, or JSON) and its labels, read once on
+// first use. Its other encoding is not kept: an event's frame is encoded once and
+// kept in the (bounded) window, while keeping a second form of every object would
+// double the state for as long as the object lives.
 type object struct {
 	namespace, name string
 	rv              uint64
 	proto           bool   // data is a protobuf envelope
 	data            []byte // as the cloud sent it
 
-	forms [2]lazyBytes // JSON, protobuf envelope
-
 	attrOnce sync.Once
 	attrs    attrs
 }
 
-// attrs are what selectors read of an object.
+// attrs are what label selectors read of an object.
 type attrs struct {
 	labels labels.Set
-	doc    map[string]any // the object as a generic map (field selectors)
 	err    error
 }
 
@@ -100,16 +99,14 @@ func (o *object) encoded(f format) ([]byte, error) {
 	if (f == formatProtobuf) == o.proto {
 		return o.data, nil
 	}
-	return o.forms[f].get(func() ([]byte, error) {
-		obj, err := o.typed()
-		if err != nil {
-			return nil, err
-		}
-		if f == formatJSON {
-			return json.Marshal(obj)
-		}
-		return encodeProto(obj)
-	})
+	obj, err := o.typed()
+	if err != nil {
+		return nil, err
+	}
+	if f == formatJSON {
+		return json.Marshal(obj)
+	}
+	return encodeProto(obj)
 }
 
 // typed decodes the object into its client-go type (a fresh copy each call).
@@ -138,8 +135,7 @@ func (o *object) typed() (runtime.Object, error) {
 	return obj, nil
 }
 
-// attributes returns the object's labels (and, for field selectors on other
-// fields than its name and namespace, the generic form), computed once.
+// attributes returns the object's labels, read once.
 func (o *object) attributes() *attrs {
 	o.attrOnce.Do(func() {
 		obj, err := o.typed()
@@ -153,9 +149,18 @@ func (o *object) attributes() *attrs {
 			return
 		}
 		o.attrs.labels = labels.Set(acc.GetLabels())
-		o.attrs.doc, o.attrs.err = runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	})
 	return &o.attrs
+}
+
+// doc is the object as a generic map, for field selectors on other fields than
+// its name and namespace (rare on pool-scope resources: not kept).
+func (o *object) doc() (map[string]any, error) {
+	obj, err := o.typed()
+	if err != nil {
+		return nil, err
+	}
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 }
 
 func encodeProto(obj runtime.Object) ([]byte, error) {
@@ -205,20 +210,23 @@ func (s *selector) matches(o *object) bool {
 	if s.namespace != "" && o.namespace != s.namespace {
 		return false
 	}
-	if s.label == nil && s.field == nil {
-		return true
-	}
-	a := o.attributes()
-	if a.err != nil {
-		return false
-	}
-	if s.label != nil && !s.label.Matches(a.labels) {
-		return false
+	if s.label != nil {
+		a := o.attributes()
+		if a.err != nil || !s.label.Matches(a.labels) {
+			return false
+		}
 	}
 	if s.field != nil {
+		var doc map[string]any
 		set := fields.Set{}
 		for _, req := range s.field.Requirements() {
-			set[req.Field] = fieldValue(o, a.doc, req.Field)
+			if doc == nil && req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+				var err error
+				if doc, err = o.doc(); err != nil {
+					return false
+				}
+			}
+			set[req.Field] = fieldValue(o, doc, req.Field)
 		}
 		if !s.field.Matches(set) {
 			return false

@@ -29,10 +29,12 @@
 //
 // # Encoding once
 //
-// Each object and each event is encoded at most once per wire format (JSON,
-// protobuf) however many watchers receive it (sync.Once per form, like the
-// cacher's cachingObject); a watcher writes the shared frame bytes. Only a client
-// whose response filter changes an object gets bytes of its own.
+// Each event is encoded at most once per wire format (JSON, protobuf) however many
+// watchers receive it (sync.Once per form, like the cacher's cachingObject); a
+// watcher writes the shared frame bytes. Only a client whose response filter
+// changes an object gets bytes of its own. The objects themselves are kept only in
+// the form the cloud sent (protobuf): a list or initial events in the other
+// encoding converts them as it writes, so the state is not kept twice.
 //
 // # Persistence and the outage
 //
