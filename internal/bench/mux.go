@@ -317,7 +317,8 @@ func (b *bench) muxFigures() {
 			failed[t.name] = err != nil
 		}
 	}
-	for _, enc := range []struct{ label, accept string }{{"JSON", ""}, {"protobuf", protobuf}} {
+	// (JSON: the watch figure in online(), which also samples the RSS meanwhile.)
+	for _, enc := range []struct{ label, accept string }{{"protobuf", protobuf}} {
 		failed := map[string]bool{}
 		for run := 0; run < b.f.runs; run++ {
 			for _, t := range b.targets() {
