@@ -6,10 +6,16 @@ import (
 )
 
 // DefaultWindowSize is how many recent events a resource keeps for watches that
-// resume from a resourceVersion (Options.WindowSize). 4096 EndpointSlice events of
-// ~1 KiB are 4 MiB at most; a node's agents resume within seconds of a cut, which
-// the window covers at hundreds of changes per second.
-const DefaultWindowSize = 4096
+// resume from a resourceVersion (Options.WindowSize), and DefaultWindowBytes the
+// memory they may hold (the objects and their encoded frames, estimated as three
+// times the object's size): whichever is reached first drops the oldest event.
+// A node's agents resume within seconds of a cut; 2 MiB of EndpointSlice events is
+// about a thousand changes, several seconds of heavy churn. (The first measurement
+// with only the 4096-event bound held 15 MiB more heap after the bench's churn.)
+const (
+	DefaultWindowSize  = 4096
+	DefaultWindowBytes = 2 << 20
+)
 
 // watcherBuffer bounds the events queued for one watcher. A watcher that falls
 // this far behind is ended (its client re-watches from its last resourceVersion,
@@ -52,8 +58,9 @@ func (e *event) frame(f format) ([]byte, error) {
 // pair: the reflector is the only writer; readers take a consistent snapshot
 // under the read lock.
 type watchCache struct {
-	res    resource
-	window int
+	res         resource
+	window      int
+	windowBytes int
 
 	mu      sync.RWMutex
 	ready   bool               // listed (or loaded from the cache file) at least once
@@ -63,14 +70,18 @@ type watchCache struct {
 	// from which it is complete: every change after since is in it.
 	events   []*event
 	start, n int
+	bytes    int // held by the events in the window (estimated)
 	since    uint64
 	watchers map[*watcher]struct{}
 	lists    int64 // lists from the cloud (metrics)
 }
 
-func newWatchCache(res resource, window int) *watchCache {
-	return &watchCache{res: res, window: window, objects: map[string]*object{}, events: make([]*event, window), watchers: map[*watcher]struct{}{}}
+func newWatchCache(res resource, window, windowBytes int) *watchCache {
+	return &watchCache{res: res, window: window, windowBytes: windowBytes, objects: map[string]*object{}, events: make([]*event, window), watchers: map[*watcher]struct{}{}}
 }
+
+// eventBytes estimates what an event holds: its object and up to two frames.
+func eventBytes(ev *event) int { return 3*len(ev.obj.data) + 128 }
 
 func objectKey(namespace, name string) string { return namespace + "/" + name }
 
@@ -88,7 +99,7 @@ func (c *watchCache) replace(objs []*object, rv uint64) {
 	for i := range c.events {
 		c.events[i] = nil
 	}
-	c.start, c.n = 0, 0
+	c.start, c.n, c.bytes = 0, 0, 0
 	for w := range c.watchers {
 		w.stop()
 		delete(c.watchers, w)
@@ -132,11 +143,15 @@ func (c *watchCache) apply(typ eventType, o *object) *event {
 	return ev
 }
 
-// push appends ev to the window, dropping the oldest event when it is full (the
-// window then starts at the dropped event's resourceVersion).
+// push appends ev to the window, dropping the oldest events while it is full by
+// count or by bytes (the window then starts at the last dropped event's
+// resourceVersion).
 func (c *watchCache) push(ev *event) {
-	if c.n == len(c.events) {
-		c.since = c.events[c.start].rv
+	c.bytes += eventBytes(ev)
+	for c.n > 0 && (c.n == len(c.events) || c.windowBytes > 0 && c.bytes > c.windowBytes) {
+		old := c.events[c.start]
+		c.since = old.rv
+		c.bytes -= eventBytes(old)
 		c.events[c.start] = nil
 		c.start = (c.start + 1) % len(c.events)
 		c.n--

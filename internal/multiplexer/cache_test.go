@@ -29,7 +29,7 @@ func svc(t *testing.T, name, app string, rv uint64) *object {
 // TestWindowResumeAndExpiry: a watch from a resourceVersion the window covers gets
 // exactly the events after it; one older than the window gets errExpired.
 func TestWindowResumeAndExpiry(t *testing.T) {
-	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 4)
+	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 4, 0)
 	c.replace(nil, 10)
 	for i := 1; i <= 6; i++ {
 		c.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)))
@@ -61,6 +61,18 @@ func TestWindowResumeAndExpiry(t *testing.T) {
 	if _, _, exp, _ := c.watch(newWatcher(), false, 16); exp == nil {
 		t.Fatal("a watch from before the relist was not expired")
 	}
+	// The byte bound: room for two events of this size.
+	b := newWatchCache(c.res, 100, 2*eventBytes(&event{obj: svc(t, "s1", "a", 1)})+10)
+	b.replace(nil, 10)
+	for i := 1; i <= 5; i++ {
+		b.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)))
+	}
+	if _, backlog, exp, _ := b.watch(newWatcher(), false, 13); exp != nil || len(backlog) != 2 {
+		t.Fatalf("byte-bounded window: from 13 expired=%v backlog=%d, want the 2 events 14, 15", exp, len(backlog))
+	}
+	if _, _, exp, _ := b.watch(newWatcher(), false, 12); exp == nil {
+		t.Fatal("byte-bounded window: a watch from 12 was not expired")
+	}
 }
 
 // TestSelectorTransitionsAndSharedFrames: an object leaving a watch's label
@@ -68,7 +80,7 @@ func TestWindowResumeAndExpiry(t *testing.T) {
 // selector or filter gets the shared frame, encoded once for all.
 func TestSelectorTransitionsAndSharedFrames(t *testing.T) {
 	m := &Multiplexer{log: discardLog()}
-	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 16)
+	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 16, 0)
 	c.replace([]*object{svc(t, "x", "a", 10)}, 10)
 	evB := c.apply(modified, svc(t, "x", "b", 11)) // leaves app=a
 	evA := c.apply(modified, svc(t, "x", "a", 12)) // comes back

@@ -41,9 +41,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Filters, when set, gives each client's response filters (see Filters).
 	Filters Filters
-	// WindowSize is the number of recent events kept per resource for watches that
-	// resume (default DefaultWindowSize).
-	WindowSize int
+	// WindowSize and WindowBytes bound the recent events kept per resource for
+	// watches that resume (defaults DefaultWindowSize, DefaultWindowBytes).
+	WindowSize  int
+	WindowBytes int
 	// BookmarkInterval is how often a watch that allows bookmarks gets one
 	// (default 1m, as the apiserver).
 	BookmarkInterval time.Duration
@@ -134,6 +135,9 @@ func New(opts Options) (*Multiplexer, error) {
 	if opts.WindowSize <= 0 {
 		opts.WindowSize = DefaultWindowSize
 	}
+	if opts.WindowBytes <= 0 {
+		opts.WindowBytes = DefaultWindowBytes
+	}
 	if opts.BookmarkInterval <= 0 {
 		opts.BookmarkInterval = time.Minute
 	}
@@ -152,7 +156,7 @@ func New(opts Options) (*Multiplexer, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.caches[gvr] = newWatchCache(resource{name: s, gvr: gvr, kind: kind}, opts.WindowSize)
+		m.caches[gvr] = newWatchCache(resource{name: s, gvr: gvr, kind: kind}, opts.WindowSize, opts.WindowBytes)
 	}
 	return m, nil
 }
