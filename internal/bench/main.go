@@ -90,6 +90,7 @@ type flags struct {
 	small, large int
 	keep         bool
 	readme       string
+	profileDir   string
 }
 
 func main() {
@@ -104,6 +105,7 @@ func main() {
 	flag.IntVar(&f.large, "large", 10000, "pods in the large list")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
 	flag.StringVar(&f.readme, "readme", "", "also rewrite the goals table between the bench markers in this README")
+	flag.StringVar(&f.profileDir, "profile-dir", "", "save a CPU profile of the hub (its /debug/pprof) during each watch load through it into this directory")
 	flag.Parse()
 	if f.runs < 1 || f.listRuns < 1 {
 		fmt.Fprintf(os.Stderr, "bench: --runs=%d and --list-runs=%d must be at least 1\n", f.runs, f.listRuns)
@@ -128,6 +130,7 @@ type bench struct {
 	hub     *hubProc
 	res     *Results
 	podSize int
+	epsBase float64 // WATCH requests on endpointslices open before the hub started (the apiserver's own)
 }
 
 func run(f flags) error {
@@ -187,6 +190,12 @@ func run(f flags) error {
 		return err
 	}
 	if err := b.populate(); err != nil {
+		return err
+	}
+	if err := b.populateEndpointSlices(); err != nil {
+		return err
+	}
+	if b.epsBase, err = b.apiserverWatches("endpointslices"); err != nil {
 		return err
 	}
 	b.hub = &hubProc{b: b}
@@ -499,7 +508,7 @@ func (b *bench) online() error {
 			rate, err := b.watch(t, run)
 			close(stopSample)
 			<-sampled
-			b.res.add("watch events/s to 8 watchers under churn", "events/s", t.name, rate, err)
+			b.res.add("watch events/s to 8 identical watchers of a non-multiplexed view (pods, JSON)", "events/s", t.name, rate, err)
 			if t.name == "hub" {
 				b.res.add("hub RSS under the watch load", "MiB", "hub", float64(rss.Load())/(1<<20), nil)
 				b.res.add("↳ of which anonymous (heap, stacks), at the peak", "MiB", "hub", float64(anon.Load())/(1<<20), nil)
@@ -507,6 +516,8 @@ func (b *bench) online() error {
 			failed[t.name] = err != nil
 		}
 	}
+
+	b.muxFigures() // mux.go
 
 	log.Printf("online: idle RSS and start-up time")
 	// The large list once more through the hub so the cache holds it, then idle.
@@ -521,6 +532,7 @@ func (b *bench) online() error {
 		b.res.add("hub RSS idle, after the lists", "MiB", "hub", float64(m.rss)/(1<<20), nil)
 		b.res.add("↳ of which anonymous (heap, stacks)", "MiB", "hub", float64(m.anon)/(1<<20), nil)
 		b.res.add("↳ of which file-backed (the mmap'd cache file, the binary)", "MiB", "hub", float64(m.file)/(1<<20), nil)
+		b.memFigures("online")
 		if run < b.f.runs-1 {
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -704,6 +716,10 @@ func (b *bench) offline() error {
 			log.Printf("offline: GET and LIST from the cache")
 			b.getFigures("offline: ", hubOnly)
 			b.listFigures("offline: ", hubOnly)
+			for r := 0; r < b.f.runs; r++ {
+				time.Sleep(2 * time.Second)
+				b.memFigures("offline (JSON and protobuf lists from the cache)")
+			}
 			for r := 0; r < b.f.runs; r++ {
 				b.hub.stop()
 				d, err := b.hub.start()

@@ -76,19 +76,28 @@ func TestTeedBytesBudgetPendingEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	prev := make(chan struct{}) // the store write waits for it: events stay pending
+	closeView := m.claims.open(key)
 	a := newApplier(m, key, m.log, prev)
 	ev := func(name string, rv int) store.Event {
 		return store.Event{Type: store.Added, Object: store.Object{Namespace: "a", Name: name, ResourceVersion: uint64(rv), Encoding: store.EncodingJSON,
 			Data: []byte(fmt.Sprintf(`{"metadata":{"namespace":"a","name":%q,"resourceVersion":"%d"},"pad":"%030d"}`, name, rv, 0))}}
 	}
-	if err := a.push(ev("p1", 2)); err != nil {
+	push := func(e store.Event) error {
+		seq, ok := m.claims.event(key, e)
+		if !ok {
+			t.Fatalf("event %s was not claimed", e.Object.Name)
+		}
+		return a.push(e, seq)
+	}
+	if err := push(ev("p1", 2)); err != nil {
 		t.Fatalf("first event within the budget: %v", err)
 	}
-	if err := a.push(ev("p2", 3)); !errors.Is(err, errPendingOverflow) {
+	if err := push(ev("p2", 3)); !errors.Is(err, errPendingOverflow) {
 		t.Fatalf("second pending event past the 150-byte budget: %v, want errPendingOverflow", err)
 	}
 	close(prev)
 	_ = a.close()
+	closeView()
 	if used := m.budget.used.Load(); used != 0 {
 		t.Fatalf("%d bytes still held after the events were applied", used)
 	}

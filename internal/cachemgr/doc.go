@@ -40,8 +40,12 @@
 //   - watch: events (a JSON stream, read by the same validating reader, each event
 //     handed out as soon as its closing brace arrives and bounded by
 //     Options.MaxObjectBytes; or length-prefixed protobuf WatchEvent frames) are
-//     applied with store.ApplyEvents by a goroutine that batches what piles up
-//     while the previous call is in flight. With sendInitialEvents=true
+//     applied with store.ApplyEvents by the view's one writer goroutine, which
+//     batches what piles up while the previous call is in flight. Identical
+//     watches of one view (same component, resource, namespace, selector) decode
+//     and write each event once: the first stream to deliver it claims it, the
+//     others pass over it (a protobuf frame undecoded, by a hash of its bytes), and
+//     the view's events are written in claim order (onewriter.go). With sendInitialEvents=true
 //     (watch-list) the events before the k8s.io/initial-events-end bookmark are the
 //     whole state and replace the view through a ListWriter committed at that
 //     bookmark's resourceVersion; later events apply normally.

@@ -81,6 +81,9 @@ type Stats struct {
 	OpaqueRVResources int64
 	TeedBytes         int64 // bytes held now for all streams (Options.TeedBytes bounds it)
 	TeedBytesHigh     int64 // the most held at once
+	// SharedEvents are watch events not decoded or not written because an
+	// identical watch of the same view had claimed them (onewriter.go).
+	SharedEvents int64
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -102,8 +105,9 @@ type Manager struct {
 	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
-		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque atomic.Int64
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque, shared atomic.Int64
 	}
+	claims   claims        // identical watches: each event decoded and written once (onewriter.go)
 	opaqueRV sync.Map      // store.Resource => struct{}: not cached, see noteOpaqueRV
 	budget   byteBudget    // Options.TeedBytes across every stream (tee.go)
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
@@ -121,6 +125,7 @@ func New(st *store.Store, log *slog.Logger, opts Options) *Manager {
 	m.budget.limit = int64(opts.TeedBytes)
 	m.disk.now, m.disk.logEvery = time.Now, diskFullLogEvery
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.claims.m = m
 	m.agents.Store(parseAgents(""))
 	return m
 }
@@ -160,6 +165,7 @@ func (m *Manager) Stats() Stats {
 		TeedBytesHigh: m.budget.high.Load(),
 
 		OpaqueRVResources: m.stats.opaque.Load(),
+		SharedEvents:      m.stats.shared.Load(),
 	}
 }
 
@@ -642,14 +648,27 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		}
 		m.markIncomplete(key, what+": "+err.Error())
 	}()
+	var lw *store.ListWriter
 	var dec wire.EventDecoder
+	var framed uint64 // the claim of the frame being decoded (onewriter.go)
 	if enc == store.EncodingProtobuf {
-		dec = wire.NewProtoWatchDecoder(r, pod, m.opts.MaxObjectBytes)
+		// A frame another identical watch claimed is passed over undecoded.
+		dec = wire.NewProtoWatchDecoderSkipping(r, pod, m.opts.MaxObjectBytes, func(frame []byte) bool {
+			if lw != nil {
+				return true // the initial state of a watch-list claims nothing
+			}
+			seq, ok := m.claims.frame(key, frame)
+			if !ok {
+				m.stats.shared.Add(1)
+				return false
+			}
+			framed = seq
+			return true
+		})
 	} else {
 		dec = wire.NewJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
 	}
 
-	var lw *store.ListWriter
 	if initial {
 		var err error
 		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
@@ -663,6 +682,10 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	} else {
 		initialDone = true
 	}
+	// Identical watches of this view decode and write each event once
+	// (onewriter.go); the stream leaves after its events are written (defers run
+	// last-in first-out).
+	defer m.claims.open(key)()
 	// Without watch-list, the first event waits for the list this watch follows;
 	// with it, the initial state's commit waits for earlier replacements.
 	ap := newApplier(m, key, log, prev)
@@ -674,7 +697,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	for {
 		var ev wire.Event
 		err := dec.Next(&ev)
+		seq := framed
+		framed = 0
+		// Every claim is finished, written or not, or the view's later events wait.
+		drop := func() { m.claims.finish(key, seq) }
 		if err != nil {
+			drop()
 			// close flushes what is pending; its error means events were not applied.
 			cerr := ap.close()
 			var ue *upstreamError
@@ -687,6 +715,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			return fmt.Errorf("watch %s: %w", key, err)
 		}
 		if ev.Type == "ERROR" {
+			drop()
 			continue
 		}
 		if lw != nil {
@@ -726,12 +755,26 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		case "BOOKMARK":
 			t = store.Bookmark
 		default:
+			drop()
 			continue
 		}
 		if pod && t != store.Deleted && t != store.Bookmark && ev.Item.NodeName == "" {
+			drop()
 			continue
 		}
-		if err := ap.push(store.Event{Type: t, Object: ev.Item.Object()}); err != nil {
+		sev := store.Event{Type: t, Object: ev.Item.Object()}
+		if seq == 0 {
+			var ok bool
+			if seq, ok = m.claims.event(key, sev); !ok {
+				m.stats.shared.Add(1) // another identical watch delivered it
+				continue
+			}
+		} else if !m.claims.also(key, sev) {
+			drop() // delivered first by an identical watch in the other encoding
+			m.stats.shared.Add(1)
+			continue
+		}
+		if err := ap.push(sev, seq); err != nil {
 			// Flush what was accepted before the drop, so the view's resourceVersion
 			// is the last event actually applied when the mark is written.
 			ap.close()
@@ -740,121 +783,55 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	}
 }
 
-// applier applies a watch's events in the background, batching what piles up.
+// applier hands one watch stream's events to its view's writer (onewriter.go),
+// which applies the events of every identical watch of the view in claim order,
+// batching what piles up while its previous write is in flight.
 type applier struct {
-	m    *Manager
-	key  store.ListKey
-	log  *slog.Logger
-	mu   sync.Mutex
-	cond sync.Cond
-	evs  []store.Event
-	done bool
-	err  error
-	fin  chan struct{}
-	prev <-chan struct{} // the list this watch follows; waited for before the first write
+	m     *Manager
+	key   store.ListKey
+	log   *slog.Logger
+	prev  <-chan struct{} // the list this watch follows; its events are written after it
+	first uint64          // the stream's oldest claim
+	last  uint64          // and its newest
+	err   error
 }
 
 func newApplier(m *Manager, key store.ListKey, log *slog.Logger, prev <-chan struct{}) *applier {
-	a := &applier{m: m, key: key, log: log, fin: make(chan struct{}), prev: prev}
-	a.cond.L = &a.mu
-	go a.run()
-	return a
+	return &applier{m: m, key: key, log: log, prev: prev}
 }
 
-func (a *applier) push(ev store.Event) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// push queues an event the stream claimed as seq. It fails once events of the
+// view from this stream's first on could not be applied (the view is then marked
+// incomplete already), or when MaxPendingEvents wait for the store.
+func (a *applier) push(ev store.Event, seq uint64) error {
+	if a.err == nil && a.first > 0 {
+		a.err = a.m.claims.failed(a.key, a.first)
+	}
 	if a.err != nil {
+		a.m.claims.finish(a.key, seq)
 		return a.err
 	}
-	if len(a.evs) >= a.m.opts.MaxPendingEvents {
-		a.err = fmt.Errorf("%w: more than %d events waited for the store (Options.MaxPendingEvents); the rest of the stream is not cached", errPendingOverflow, a.m.opts.MaxPendingEvents)
-		return a.err
+	if err := a.m.claims.fill(a.key, seq, ev, a.prev); err != nil {
+		a.err = err
+		return err
 	}
-	if !a.m.budget.take(len(ev.Object.Data)) {
-		a.err = fmt.Errorf("%w: the events waiting for the store would pass the bytes budget of all teed streams (Options.TeedBytes); the rest of the stream is not cached", errPendingOverflow)
-		return a.err
+	if a.first == 0 {
+		a.first = seq
 	}
-	a.evs = append(a.evs, ev)
-	a.cond.Signal()
+	a.last = max(a.last, seq)
 	return nil
 }
 
-// close flushes the pending events and returns the first store error.
+// close waits until the stream's events are written (or abandoned) and returns
+// the error of a write that failed with some of them.
 func (a *applier) close() error {
-	a.mu.Lock()
-	if !a.done {
-		a.done = true
-		a.cond.Signal()
+	if a.last > 0 {
+		if err := a.m.claims.waitWritten(a.key, a.last); err != nil && a.err == nil {
+			a.err = err
+		}
 	}
-	a.mu.Unlock()
-	<-a.fin
+	if a.err == nil && a.first > 0 {
+		a.err = a.m.claims.failed(a.key, a.first)
+	}
 	return a.err
-}
-
-func (a *applier) run() {
-	defer close(a.fin)
-	if err := wait(a.m.ctx, a.prev); err != nil {
-		a.mu.Lock()
-		a.m.budget.give(eventBytes(a.evs))
-		a.err, a.evs = err, nil
-		a.mu.Unlock()
-	}
-	for {
-		a.mu.Lock()
-		for len(a.evs) == 0 && !a.done {
-			a.cond.Wait()
-		}
-		batch := a.evs
-		a.evs = nil
-		done := a.done
-		a.mu.Unlock()
-		if len(batch) > 0 {
-			err := a.m.markPending(a.key)
-			if err == nil {
-				err = a.m.write(func(ctx context.Context) error { return a.m.st.ApplyEvents(ctx, a.key, batch) })
-			}
-			var se *store.StaleEventsError
-			switch {
-			case err == nil:
-				a.m.stats.events.Add(int64(len(batch)))
-				a.m.disk.succeeded(a.m.log)
-			case errors.As(err, &se):
-				a.m.stats.events.Add(int64(len(batch) - len(se.Indexes)))
-				a.m.stats.stale.Add(int64(len(se.Indexes)))
-			default:
-				a.mu.Lock()
-				if a.err == nil {
-					a.err = fmt.Errorf("watch events not applied to %s: %w", a.key, err)
-				}
-				a.m.budget.give(eventBytes(a.evs))
-				a.evs = nil
-				a.mu.Unlock()
-				// Marked now, not only when cacheWatch next pushes or the stream
-				// ends: an idle watch could otherwise leave the view "complete"
-				// for as long as nothing changes upstream. push now returns a.err and
-				// cacheWatch stops (marking again on its way out). Keep draining
-				// meanwhile so push never blocks; events are dropped.
-				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
-			}
-		}
-		a.m.budget.give(eventBytes(batch))
-		if done && len(batch) == 0 {
-			a.mu.Lock()
-			empty := len(a.evs) == 0
-			a.mu.Unlock()
-			if empty {
-				return
-			}
-		}
-	}
-}
-
-// eventBytes is what events hold of the teed-bytes budget.
-func eventBytes(evs []store.Event) int {
-	n := 0
-	for _, ev := range evs {
-		n += len(ev.Object.Data)
-	}
-	return n
 }

@@ -61,7 +61,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "node-ip", Usage: "this node's IP, a SAN of the serving certificate of --proxy-secure-port (default: the IPv4 address of the default route's interface)"},
 		&cli.StringFlag{Name: "namespace", Value: d.Namespace, Usage: "namespace of the hub's own objects: the yurt-hub-cfg ConfigMap (cache_agents) is read from it"},
 		&cli.IntFlag{Name: "multiplexer-port", Value: d.MultiplexerPort, Usage: "port serving pool-scope list/watch to other hubs" + inert},
-		&cli.StringSliceFlag{Name: "pool-scope-resources", Value: cli.NewStringSlice(d.PoolScopeResources...), Usage: "group/version/resource list the multiplexer serves" + inert},
+		&cli.StringSliceFlag{Name: "pool-scope-resources", Value: cli.NewStringSlice(d.PoolScopeResources...), Usage: "group/version/resource list the multiplexer serves: one upstream list/watch per resource shared by every local client (the core group empty: /v1/services)"},
 		&cli.BoolFlag{Name: "enable-pool-service-topology", Value: d.EnablePoolServiceTopology, Usage: "pool-level service topology" + inert},
 		&cli.StringFlag{Name: "host-control-plane-address", Usage: "host control plane address for --working-mode=local" + inert},
 		&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"},

@@ -206,7 +206,7 @@ func TestYurtadmCommandLine(t *testing.T) {
 func TestInertFlagsListed(t *testing.T) {
 	args := []string{"--nodepool-name=p", "--enable-resource-filter=false", "--disabled-resource-filters=masterservice",
 		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
-		"--multiplexer-port=10270", "--pool-scope-resources=/v1/services", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
+		"--multiplexer-port=10270", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
 	got, err := parseFlags(append([]string{"--server-addr=https://10.0.0.1:6443", "--node-name=edge-1", "--root-dir=" + t.TempDir()}, args...)...)
 	if err != nil {
 		t.Fatal(err)

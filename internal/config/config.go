@@ -118,9 +118,11 @@ type Config struct {
 	// Namespace is --namespace: where the hub's own objects live (the yurt-hub-cfg
 	// ConfigMap).
 	Namespace string
+	// PoolScopeResources are served by the node-level multiplexer
+	// (internal/multiplexer): "group/version/resource", the core group empty.
+	PoolScopeResources []string
 	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
 	MultiplexerPort           int
-	PoolScopeResources        []string
 	EnablePoolServiceTopology bool
 	HostControlPlaneAddress   string
 
@@ -194,7 +196,6 @@ func (c *Config) Inert() []InertSetting {
 	add("cert-mgr-mode", c.CertMgrMode != d.CertMgrMode, c.CertMgrMode)
 	add("access-server-through-hub", c.AccessServerThroughHub != d.AccessServerThroughHub, c.AccessServerThroughHub)
 	add("multiplexer-port", c.MultiplexerPort != d.MultiplexerPort, c.MultiplexerPort)
-	add("pool-scope-resources", strings.Join(c.PoolScopeResources, ",") != strings.Join(d.PoolScopeResources, ","), strings.Join(c.PoolScopeResources, ","))
 	add("enable-pool-service-topology", c.EnablePoolServiceTopology != d.EnablePoolServiceTopology, c.EnablePoolServiceTopology)
 	add("host-control-plane-address", c.HostControlPlaneAddress != d.HostControlPlaneAddress, c.HostControlPlaneAddress)
 	return out
@@ -327,6 +328,11 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ flag, v string }{{"bind-address", c.BindAddress}, {"bind-proxy-address", c.BindProxyAddress}} {
 		if net.ParseIP(a.v) == nil {
 			return flagErr(a.flag, a.v, "not an IP address; give the address to listen on, e.g. 127.0.0.1")
+		}
+	}
+	for _, r := range c.PoolScopeResources {
+		if p := strings.Split(r, "/"); len(p) != 3 || p[1] == "" || p[2] == "" {
+			return flagErr("pool-scope-resources", r, "want group/version/resource, the core group empty (/v1/services, discovery.k8s.io/v1/endpointslices)")
 		}
 	}
 	if c.MultiplexerPort < 1 || c.MultiplexerPort > 65535 {

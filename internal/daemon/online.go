@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/yurthub/yurthub/internal/hubserver"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/metrics"
+	"github.com/yurthub/yurthub/internal/multiplexer"
 	"github.com/yurthub/yurthub/internal/nodeaddr"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
@@ -60,7 +62,8 @@ type online struct {
 	health    *healthcheck.Checker
 	proxy     *proxy.Proxy
 	listeners *proxy.Listeners
-	cache     *cachemgr.Manager // nil in cloud mode
+	cache     *cachemgr.Manager        // nil in cloud mode
+	mux       *multiplexer.Multiplexer // nil in cloud mode or without a cache
 	nodeAddrs *nodeaddr.Set
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -234,6 +237,29 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	o.nodeAddrs = nodeaddr.New(log.With(slog.String("part", "nodeaddr")))
 	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
 	certTransport.DialContext = o.dialer.DialContext
+	var mux proxy.Multiplexer
+	if o.cache != nil && len(cfg.PoolScopeResources) > 0 {
+		// --pool-scope-resources: one upstream list/watch per resource, as the hub
+		// itself, serving every local list and watch of it (internal/multiplexer).
+		o.mux, err = multiplexer.New(multiplexer.Options{
+			Resources: cfg.PoolScopeResources,
+			Store:     deps.Store,
+			Backend: func() *url.URL {
+				if b := o.lb.Pick(); b != nil {
+					return b.URL
+				}
+				return nil
+			},
+			Transport:       certTransport,
+			MaxWatchTimeout: cfg.MinRequestTimeout,
+			Log:             log.With(slog.String("part", "multiplexer")),
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux = o.mux
+		o.metrics.RegisterMultiplexer(o.mux.Resources(), o.mux.State)
+	}
 	o.proxy, err = proxy.New(proxy.Options{
 		WorkingMode:         cfg.WorkingMode,
 		LB:                  o.lb,
@@ -242,6 +268,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
+		Multiplexer:         mux,
 		NodeAddrs:           o.nodeAddrs,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
@@ -277,6 +304,9 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	settled := o.health.Settled(wctx)
 	wcancel()
+	if o.mux != nil {
+		o.mux.Start(hctx) // after the first verdict, so its first list goes out at once
+	}
 	log.Info("first health verdict", slog.Bool("settled", settled), slog.Bool("cloud_reachable", o.lb.AnyHealthy()),
 		slog.Duration("waited", time.Since(began).Round(time.Millisecond)))
 
@@ -377,6 +407,9 @@ func (o *online) stop(ctx context.Context) {
 	<-o.done
 	if o.addrsDone != nil {
 		<-o.addrsDone
+	}
+	if o.mux != nil {
+		o.mux.Stop()
 	}
 	if o.certMgr != nil {
 		o.certMgr.Wait()

@@ -80,6 +80,13 @@ type Cacher interface {
 	CacheResponse(info *requestinfo.Info, resp *http.Response)
 }
 
+// Multiplexer serves some lists and watches itself. Serve returns false, having
+// written nothing, for a request it does not take; the proxy then routes it as
+// any other.
+type Multiplexer interface {
+	Serve(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) bool
+}
+
 // Options configure a Proxy.
 type Options struct {
 	WorkingMode string // config.WorkingModeEdge or config.WorkingModeCloud
@@ -91,6 +98,10 @@ type Options struct {
 	Cacher Cacher
 	// Local answers in edge mode when no backend is healthy; nil answers 503.
 	Local http.Handler
+	// Multiplexer answers, in edge mode and whether or not the cloud is reachable,
+	// the lists and watches it takes (the pool-scope resources, internal/multiplexer)
+	// from one shared upstream stream; nil: none.
+	Multiplexer Multiplexer
 	// NodeAddrs are the node's own addresses (internal/nodeaddr): a request without
 	// credentials is answered 403 unless its source is one of them. nil: loopback only.
 	NodeAddrs NodeAddrs
@@ -275,6 +286,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.AggregatedInFlight.WithLabelValues(kind).Dec()
 	}()
 
+	if p.edge && p.opts.Multiplexer != nil && p.serveMultiplexed(w, r, info) {
+		return
+	}
 	var b *loadbalancer.Backend
 	if p.edge {
 		b = p.opts.LB.Pick()
@@ -319,6 +333,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		m.ClosedRequests.WithLabelValues(labels...).Inc()
 	}
+}
+
+// serveMultiplexed hands the request to the multiplexer; its watches end with
+// CloseLongRunning like proxied ones.
+func (p *Proxy) serveMultiplexed(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) bool {
+	ctx := requestinfo.WithInfo(r.Context(), info)
+	if info.LongRunning {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(p.longCtx, cancel)
+		defer stop()
+	}
+	return p.opts.Multiplexer.Serve(w, r.WithContext(ctx), info)
 }
 
 // CloseLongRunning ends every long-running request (watch, exec, logs -f) now and

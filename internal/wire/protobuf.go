@@ -324,6 +324,7 @@ type protoWatchDecoder struct {
 	r       *bufio.Reader
 	pod     bool
 	maxItem uint32
+	keep    func(frame []byte) bool // nil: decode every frame
 }
 
 // NewProtoWatchDecoder reads a protobuf watch stream from r, events of at most
@@ -332,18 +333,45 @@ func NewProtoWatchDecoder(r io.Reader, pod bool, max int) EventDecoder {
 	return &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(min(max, math.MaxUint32))}
 }
 
+// NewProtoWatchDecoderSkipping is NewProtoWatchDecoder whose caller sees each raw
+// frame (length prefix excluded) before it is decoded: a frame keep refuses is
+// passed over undecoded. Only framing is read from it, so a caller that knows an
+// identical frame was already decoded elsewhere (the same event on another stream:
+// the apiserver encodes an event once for all its watchers) saves the decoding.
+func NewProtoWatchDecoderSkipping(r io.Reader, pod bool, max int, keep func(frame []byte) bool) EventDecoder {
+	return &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(min(max, math.MaxUint32)), keep: keep}
+}
+
 func (d *protoWatchDecoder) Next(ev *Event) error {
-	var hdr [4]byte
-	if _, err := io.ReadFull(d.r, hdr[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > d.maxItem {
-		return fmt.Errorf("protobuf watch frame of %d bytes exceeds the %d-byte limit", n, d.maxItem)
-	}
-	frame := make([]byte, n)
-	if _, err := io.ReadFull(d.r, frame); err != nil {
-		return err
+	var frame []byte
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(d.r, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n > d.maxItem {
+			return fmt.Errorf("protobuf watch frame of %d bytes exceeds the %d-byte limit", n, d.maxItem)
+		}
+		if d.keep != nil && int(n) <= d.r.Size() {
+			// Look at the frame in the read buffer; skipping it copies nothing.
+			peek, err := d.r.Peek(int(n))
+			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			if !d.keep(peek) {
+				_, _ = d.r.Discard(int(n))
+				continue
+			}
+		}
+		frame = make([]byte, n)
+		if _, err := io.ReadFull(d.r, frame); err != nil {
+			return err
+		}
+		break
 	}
 	if bytes.HasPrefix(frame, ProtoMagic) {
 		var u runtime.Unknown

@@ -1,0 +1,388 @@
+package multiplexer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/kubescheme"
+	"github.com/yurthub/yurthub/internal/wire"
+)
+
+// format is a wire encoding a client asks for; it indexes the lazily encoded forms.
+type format int
+
+const (
+	formatJSON format = iota
+	formatProtobuf
+)
+
+// Media types.
+const (
+	mediaJSON       = "application/json"
+	mediaProtobuf   = "application/vnd.kubernetes.protobuf"
+	mediaProtoWatch = "application/vnd.kubernetes.protobuf;stream=watch"
+)
+
+// negotiate picks the encoding from an Accept header as the apiserver does for
+// the two forms served here (the first acceptable range wins). A transformed form
+// (as=Table, PartialObjectMetadata) cannot be produced: ok is false, and the
+// request takes the ordinary path.
+func negotiate(accept string) (f format, ok bool) {
+	if strings.TrimSpace(accept) == "" {
+		return formatJSON, true
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if params["as"] != "" {
+			return 0, false // the client wants a transformed form first
+		}
+		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q == 0 {
+			continue
+		}
+		switch mt {
+		case "*/*", "application/*", mediaJSON:
+			return formatJSON, true
+		case mediaProtobuf:
+			return formatProtobuf, true
+		}
+	}
+	return 0, false
+}
+
+// object is one object of a multiplexed resource, immutable once built: the
+// bytes the cloud sent (protobuf envelope, or JSON) and its labels, read once on
+// first use. Its other encoding is not kept: an event's frame is encoded once and
+// kept in the (bounded) window, while keeping a second form of every object would
+// double the state for as long as the object lives.
+type object struct {
+	namespace, name string
+	rv              uint64
+	proto           bool   // data is a protobuf envelope
+	data            []byte // as the cloud sent it
+
+	attrOnce sync.Once
+	attrs    attrs
+}
+
+// attrs are what label selectors read of an object.
+type attrs struct {
+	labels labels.Set
+	err    error
+}
+
+func newObject(it *wire.Item) *object {
+	return &object{namespace: it.Namespace, name: it.Name, rv: it.RV, proto: it.Enc == "protobuf",
+		data: append([]byte(nil), it.Data...)}
+}
+
+// encoded returns the object in format f (a full document: JSON with kind and
+// apiVersion, or the protobuf envelope), encoded once.
+func (o *object) encoded(f format) ([]byte, error) {
+	if (f == formatProtobuf) == o.proto {
+		return o.data, nil
+	}
+	obj, err := o.typed()
+	if err != nil {
+		return nil, err
+	}
+	if f == formatJSON {
+		return json.Marshal(obj)
+	}
+	return encodeProto(obj)
+}
+
+// typed decodes the object into its client-go type (a fresh copy each call).
+func (o *object) typed() (runtime.Object, error) {
+	if o.proto {
+		obj, gvk, err := kubescheme.Protobuf.Decode(o.data, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s/%s: %w", o.namespace, o.name, err)
+		}
+		obj.GetObjectKind().SetGroupVersionKind(*gvk)
+		return obj, nil
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(o.data, &tm); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", o.namespace, o.name, err)
+	}
+	gvk := tm.GroupVersionKind()
+	obj, err := kubescheme.Scheme.New(gvk)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %s is not a built-in type: %w", o.namespace, o.name, gvk, err)
+	}
+	if err := json.Unmarshal(o.data, obj); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", o.namespace, o.name, err)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	return obj, nil
+}
+
+// attributes returns the object's labels, read once.
+func (o *object) attributes() *attrs {
+	o.attrOnce.Do(func() {
+		obj, err := o.typed()
+		if err != nil {
+			o.attrs.err = err
+			return
+		}
+		acc, err := meta.Accessor(obj)
+		if err != nil {
+			o.attrs.err = err
+			return
+		}
+		o.attrs.labels = labels.Set(acc.GetLabels())
+	})
+	return &o.attrs
+}
+
+// doc is the object as a generic map, for field selectors on other fields than
+// its name and namespace (rare on pool-scope resources: not kept).
+func (o *object) doc() (map[string]any, error) {
+	obj, err := o.typed()
+	if err != nil {
+		return nil, err
+	}
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+}
+
+func encodeProto(obj runtime.Object) ([]byte, error) {
+	var b bytes.Buffer
+	if err := kubescheme.Protobuf.Encode(obj, &b); err != nil {
+		return nil, fmt.Errorf("encode protobuf: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// selector is one client's namespace, label and field selectors.
+type selector struct {
+	namespace string
+	label     labels.Selector // nil: everything
+	field     fields.Selector // nil: everything
+}
+
+func newSelector(namespace, labelSelector, fieldSelector string) (*selector, error) {
+	s := &selector{namespace: namespace}
+	if v := strings.TrimSpace(labelSelector); v != "" {
+		sel, err := labels.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("labelSelector %q: %w", labelSelector, err)
+		}
+		if !sel.Empty() {
+			s.label = sel
+		}
+	}
+	if v := strings.TrimSpace(fieldSelector); v != "" {
+		sel, err := fields.ParseSelector(v)
+		if err != nil {
+			return nil, fmt.Errorf("fieldSelector %q: %w", fieldSelector, err)
+		}
+		if !sel.Empty() {
+			s.field = sel
+		}
+	}
+	return s, nil
+}
+
+// matches reports whether o is selected. An object whose fields cannot be read
+// does not match (it is logged by the caller once per object: never here).
+func (s *selector) matches(o *object) bool {
+	if o == nil {
+		return false
+	}
+	if s.namespace != "" && o.namespace != s.namespace {
+		return false
+	}
+	if s.label != nil {
+		a := o.attributes()
+		if a.err != nil || !s.label.Matches(a.labels) {
+			return false
+		}
+	}
+	if s.field != nil {
+		var doc map[string]any
+		set := fields.Set{}
+		for _, req := range s.field.Requirements() {
+			if doc == nil && req.Field != "metadata.name" && req.Field != "metadata.namespace" {
+				var err error
+				if doc, err = o.doc(); err != nil {
+					return false
+				}
+			}
+			set[req.Field] = fieldValue(o, doc, req.Field)
+		}
+		if !s.field.Matches(set) {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldValue reads a selectable field by its dotted path ("" when absent).
+func fieldValue(o *object, doc map[string]any, field string) string {
+	switch field {
+	case "metadata.name":
+		return o.name
+	case "metadata.namespace":
+		return o.namespace
+	}
+	var cur any = doc
+	for _, p := range strings.Split(field, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		cur = m[p]
+	}
+	switch v := cur.(type) {
+	case string:
+		return v
+	case bool:
+		return strconv.FormatBool(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case nil:
+		return ""
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+// watchFrame is one event as written on a watch stream: a JSON line, or a
+// length-prefixed protobuf WatchEvent (no envelope around it, as the apiserver's
+// stream serializer writes it) whose object is a full enveloped document.
+func watchFrame(f format, typ string, doc []byte) ([]byte, error) {
+	if f == formatProtobuf {
+		ev := metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: doc}}
+		msg, err := ev.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, 4, 4+len(msg))
+		binary.BigEndian.PutUint32(out, uint32(len(msg)))
+		return append(out, msg...), nil
+	}
+	var b bytes.Buffer
+	b.Grow(len(doc) + 32)
+	b.WriteString(`{"type":"`)
+	b.WriteString(typ)
+	b.WriteString(`","object":`)
+	b.Write(doc)
+	b.WriteString("}\n")
+	return b.Bytes(), nil
+}
+
+// bookmarkDoc is a bookmark's object: only kind, apiVersion and resourceVersion
+// (and, ending a watch-list's initial events, the k8s.io/initial-events-end
+// annotation).
+func bookmarkDoc(f format, gvk schema.GroupVersionKind, rv uint64, initialEnd bool) ([]byte, error) {
+	if f == formatJSON {
+		var b bytes.Buffer
+		b.WriteString(`{"kind":`)
+		wire.WriteJSONString(&b, gvk.Kind)
+		b.WriteString(`,"apiVersion":`)
+		wire.WriteJSONString(&b, gvk.GroupVersion().String())
+		b.WriteString(`,"metadata":{"resourceVersion":"`)
+		b.WriteString(strconv.FormatUint(rv, 10))
+		b.WriteByte('"')
+		if initialEnd {
+			b.WriteString(`,"annotations":{"` + metav1.InitialEventsAnnotationKey + `":"true"}`)
+		}
+		b.WriteString(`}}`)
+		return b.Bytes(), nil
+	}
+	obj, err := kubescheme.Scheme.New(gvk)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	acc.SetResourceVersion(strconv.FormatUint(rv, 10))
+	if initialEnd {
+		acc.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	return encodeProto(obj)
+}
+
+// protoListHeader starts a protobuf list document whose List message is bodyLen
+// bytes long: the envelope up to the message.
+func protoListHeader(apiVersion, listKind string, bodyLen int) []byte {
+	var tm []byte
+	tm = protowire.AppendTag(tm, 1, protowire.BytesType)
+	tm = protowire.AppendString(tm, apiVersion)
+	tm = protowire.AppendTag(tm, 2, protowire.BytesType)
+	tm = protowire.AppendString(tm, listKind)
+	b := append([]byte{}, wire.ProtoMagic...)
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, tm)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendVarint(b, uint64(bodyLen))
+}
+
+// protoListMeta is a List message's field 1 (ListMeta with resourceVersion).
+func protoListMeta(rv uint64) []byte {
+	var lm []byte
+	lm = protowire.AppendTag(lm, 2, protowire.BytesType)
+	lm = protowire.AppendString(lm, strconv.FormatUint(rv, 10))
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	return protowire.AppendBytes(b, lm)
+}
+
+// appendProtoItem appends a List message's field 2 (one item, a bare message).
+func appendProtoItem(b, msg []byte) []byte {
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendBytes(b, msg)
+}
+
+// protoRaw returns the bare message inside a protobuf envelope (field 2 of
+// runtime.Unknown), without copying.
+func protoRaw(doc []byte) ([]byte, error) {
+	if !bytes.HasPrefix(doc, wire.ProtoMagic) {
+		return nil, errors.New("protobuf object without the k8s envelope")
+	}
+	b := doc[len(wire.ProtoMagic):]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errors.New("bad protobuf envelope")
+		}
+		b = b[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, errors.New("bad protobuf envelope")
+			}
+			return v, nil
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil, errors.New("bad protobuf envelope")
+		}
+		b = b[m:]
+	}
+	return nil, errors.New("protobuf envelope without a body")
+}

@@ -1,0 +1,373 @@
+package multiplexer
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/apistatus"
+	"github.com/yurthub/yurthub/internal/requestinfo"
+)
+
+// Serve answers a list or watch of a multiplexed resource and returns true, or
+// returns false without writing anything when the request must take the ordinary
+// path: not a multiplexed resource, no state yet, a form the cache cannot answer
+// (resourceVersionMatch=Exact, a resourceVersion newer than the cache, a
+// transformed response).
+func (m *Multiplexer) Serve(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) bool {
+	if !m.Handles(info) {
+		return false
+	}
+	c := m.caches[schema.GroupVersionResource{Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource}]
+	f, ok := negotiate(r.Header.Get("Accept"))
+	if !ok {
+		return false
+	}
+	sel, err := newSelector(info.Namespace, info.LabelSelector, info.FieldSelector)
+	if err != nil {
+		st := apierrors.NewBadRequest("yurthub: " + err.Error()).ErrStatus
+		apistatus.Write(w, r, &st, 0)
+		return true
+	}
+	var filter ClientFilter
+	if m.opts.Filters != nil {
+		filter = m.opts.Filters(info)
+	}
+	if info.Verb == "list" {
+		return m.serveList(w, r, info, c, f, sel, filter)
+	}
+	return m.serveWatch(w, r, info, c, f, sel, filter)
+}
+
+func (m *Multiplexer) serveList(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, c *watchCache, f format, sel *selector, filter ClientFilter) bool {
+	q := r.URL.Query()
+	if q.Get("resourceVersionMatch") == string(metav1.ResourceVersionMatchExact) {
+		return false // a past state: only the cloud has it
+	}
+	snap, ok := c.list()
+	if !ok {
+		return false
+	}
+	if rv := info.ResourceVersion; rv != "" && rv != "0" {
+		want, err := strconv.ParseUint(rv, 10, 64)
+		if err != nil || want > snap.rv {
+			return false // newer than the cache (or not a number: the cloud answers)
+		}
+	}
+	m.stats.lists.Add(1)
+	gvk := c.res.gvk()
+	log := m.log
+	var items [][]byte
+	size := 0
+	for _, o := range snap.objects {
+		if !sel.matches(o) {
+			continue
+		}
+		doc, err := o.encoded(f)
+		if err != nil {
+			log.Warn("multiplexer: object left out of a list: cannot encode it", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
+			continue
+		}
+		if filter != nil {
+			out, keep, err := filter.Object(doc, f == formatProtobuf)
+			if err != nil {
+				log.Warn("multiplexer: response filter failed; object sent unfiltered", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
+			}
+			if !keep {
+				continue
+			}
+			doc = out
+		}
+		if f == formatProtobuf {
+			if doc, err = protoRaw(doc); err != nil {
+				log.Warn("multiplexer: object left out of a list", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
+				continue
+			}
+		}
+		items = append(items, doc)
+		size += len(doc) + 1
+	}
+	if f == formatProtobuf {
+		body := protoListMeta(snap.rv)
+		body = append(make([]byte, 0, len(body)+size+len(items)*8), body...)
+		for _, it := range items {
+			body = appendProtoItem(body, it)
+		}
+		hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(body))
+		w.Header().Set("Content-Type", mediaProtobuf)
+		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(hdr)
+		_, _ = w.Write(body)
+		return true
+	}
+	w.Header().Set("Content-Type", mediaJSON)
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":"%d"},"items":[`, gvk.Kind+"List", gvk.GroupVersion().String(), snap.rv)
+	for i, it := range items {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(it)
+	}
+	bw.WriteString("]}\n")
+	_ = bw.Flush()
+	return true
+}
+
+// serveWatch holds one local watch: the initial state (watch-list, or
+// resourceVersion ""/"0") or the window's events after the client's
+// resourceVersion (410 when the window no longer reaches back to it), then every
+// event as the reflector applies it, bookmarks when allowed, until
+// timeoutSeconds, the client leaving, or the cache ending the watch (a relist; a
+// client too slow to keep up).
+func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *requestinfo.Info, c *watchCache, f format, sel *selector, filter ClientFilter) bool {
+	initial := info.SendInitialEvents || info.ResourceVersion == "" || info.ResourceVersion == "0"
+	var from uint64
+	if !initial {
+		var err error
+		if from, err = strconv.ParseUint(info.ResourceVersion, 10, 64); err != nil {
+			return false // the cloud says what is wrong with it
+		}
+	}
+	wt := newWatcher()
+	snap, backlog, expired, ok := c.watch(wt, initial, from)
+	if !ok {
+		return false
+	}
+	defer c.forget(wt)
+	m.stats.watches.Add(1)
+
+	ct := mediaJSON
+	if f == formatProtobuf {
+		ct = mediaProtoWatch
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	s := &stream{m: m, w: w, bw: bufio.NewWriterSize(w, 32<<10), f: f, gvk: c.res.gvk(), sel: sel}
+	if filter != nil {
+		s.filter = filter.NewWatch()
+	}
+	if expired != nil {
+		st := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", expired.rv, expired.oldest)).ErrStatus
+		_ = s.status(&st)
+		_ = s.flush()
+		return true
+	}
+	rv := snap.rv
+	s.last = rv
+	for _, o := range snap.objects {
+		if !sel.matches(o) {
+			continue
+		}
+		doc, err := o.encoded(f)
+		if err != nil {
+			m.log.Warn("multiplexer: object left out of a watch's initial events: cannot encode it", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
+			continue
+		}
+		if err := s.send(string(added), doc, nil); err != nil {
+			return true
+		}
+	}
+	if info.SendInitialEvents {
+		if err := s.bookmark(rv, true); err != nil {
+			return true
+		}
+	}
+	for _, ev := range backlog {
+		if err := s.event(ev); err != nil {
+			return true
+		}
+	}
+	if err := s.flush(); err != nil {
+		return true
+	}
+
+	timeout := m.opts.MaxWatchTimeout
+	if info.TimeoutSeconds > 0 {
+		timeout = time.Duration(info.TimeoutSeconds) * time.Second
+	} else if info.TimeoutSeconds < 0 {
+		timeout = 0
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var bookmarks <-chan time.Time
+	if info.AllowWatchBookmarks {
+		t := time.NewTicker(m.opts.BookmarkInterval)
+		defer t.Stop()
+		bookmarks = t.C
+	}
+	ctx := r.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-deadline.C:
+			return true
+		case <-wt.done:
+			return true
+		case ev := <-wt.ch:
+			if err := s.event(ev); err != nil {
+				return true
+			}
+			// Write what else is queued before flushing: one flush per burst.
+			for more := true; more; {
+				select {
+				case ev := <-wt.ch:
+					if err := s.event(ev); err != nil {
+						return true
+					}
+				default:
+					more = false
+				}
+			}
+			if err := s.flush(); err != nil {
+				return true
+			}
+		case <-bookmarks:
+			if cur := c.currentRV(); cur > s.last {
+				if err := s.bookmark(cur, false); err != nil {
+					return true
+				}
+				if err := s.flush(); err != nil {
+					return true
+				}
+			}
+		}
+	}
+}
+
+// stream writes one watch's events.
+type stream struct {
+	m      *Multiplexer
+	w      http.ResponseWriter
+	bw     *bufio.Writer
+	f      format
+	gvk    schema.GroupVersionKind
+	sel    *selector
+	filter WatchFilter
+	last   uint64 // resourceVersion of the last event or bookmark sent
+}
+
+// event writes one shared event as this client must see it: selectors turn an
+// object leaving the selection into DELETED and one entering it into ADDED, as
+// the apiserver's cacher does; then the client's filter.
+func (s *stream) event(ev *event) error {
+	cur, prev := s.sel.matches(ev.obj), s.sel.matches(ev.prev)
+	typ := ev.typ
+	switch {
+	case ev.typ == deleted:
+		if !cur {
+			return nil
+		}
+	case cur && !prev:
+		typ = added
+	case !cur && prev:
+		typ = deleted
+	case !cur && !prev:
+		return nil
+	}
+	s.last = ev.rv
+	if typ == ev.typ && s.filter == nil {
+		fr, err := ev.frame(s.f)
+		if err != nil {
+			s.m.log.Warn("multiplexer: event not sent: cannot encode it", slog.String("object", ev.obj.namespace+"/"+ev.obj.name), slog.Any("err", err))
+			return nil
+		}
+		s.m.stats.events.Add(1)
+		_, err = s.bw.Write(fr)
+		return err
+	}
+	doc, err := ev.obj.encoded(s.f)
+	if err != nil {
+		s.m.log.Warn("multiplexer: event not sent: cannot encode it", slog.String("object", ev.obj.namespace+"/"+ev.obj.name), slog.Any("err", err))
+		return nil
+	}
+	var shared *event
+	if typ == ev.typ {
+		shared = ev
+	}
+	return s.send(string(typ), doc, shared)
+}
+
+// send writes one event through the client's filter; shared, when not nil, is
+// the event whose shared frame is written if the filter changed nothing.
+func (s *stream) send(typ string, doc []byte, shared *event) error {
+	if s.filter != nil {
+		outType, out, keep, err := s.filter.Event(typ, doc, s.f == formatProtobuf)
+		if err != nil {
+			s.m.log.Warn("multiplexer: response filter failed; event sent unfiltered", slog.Any("err", err))
+		}
+		if !keep {
+			return nil
+		}
+		if outType != typ || !sameBytes(out, doc) {
+			shared = nil
+		}
+		typ, doc = outType, out
+	}
+	s.m.stats.events.Add(1)
+	if shared != nil {
+		if fr, err := shared.frame(s.f); err == nil {
+			_, err = s.bw.Write(fr)
+			return err
+		}
+	}
+	fr, err := watchFrame(s.f, typ, doc)
+	if err != nil {
+		return err
+	}
+	_, err = s.bw.Write(fr)
+	return err
+}
+
+func (s *stream) bookmark(rv uint64, initialEnd bool) error {
+	doc, err := bookmarkDoc(s.f, s.gvk, rv, initialEnd)
+	if err != nil {
+		return err
+	}
+	s.last = rv
+	fr, err := watchFrame(s.f, string(bookmark), doc)
+	if err != nil {
+		return err
+	}
+	_, err = s.bw.Write(fr)
+	return err
+}
+
+func (s *stream) status(st *metav1.Status) error {
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	st.Status = metav1.StatusFailure
+	var doc []byte
+	var err error
+	if s.f == formatProtobuf {
+		doc, err = encodeProto(st)
+	} else {
+		doc, err = json.Marshal(st)
+	}
+	if err != nil {
+		return err
+	}
+	fr, err := watchFrame(s.f, "ERROR", doc)
+	if err != nil {
+		return err
+	}
+	_, err = s.bw.Write(fr)
+	return err
+}
+
+func (s *stream) flush() error {
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	return http.NewResponseController(s.w).Flush()
+}
