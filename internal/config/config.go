@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/yurthub/yurthub/internal/filter"
 )
 
 // Working modes.
@@ -118,11 +120,13 @@ type Config struct {
 	// Namespace is --namespace: where the hub's own objects live (the yurt-hub-cfg
 	// ConfigMap).
 	Namespace string
-	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
-	MultiplexerPort           int
-	PoolScopeResources        []string
+	// EnablePoolServiceTopology turns on pool-scoped service topology (with
+	// EnableNodePool, either one: OpenYurt v1.7 reads both).
 	EnablePoolServiceTopology bool
-	HostControlPlaneAddress   string
+	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
+	MultiplexerPort         int
+	PoolScopeResources      []string
+	HostControlPlaneAddress string
 
 	LogFormat string
 	Verbosity int // -v, accepted for compatibility with klog-style command lines
@@ -187,15 +191,10 @@ func (c *Config) Inert() []InertSetting {
 			out = append(out, InertSetting{Flag: flag, Value: fmt.Sprint(v)})
 		}
 	}
-	add("nodepool-name", c.NodePoolName != d.NodePoolName, c.NodePoolName)
-	add("enable-resource-filter", c.EnableResourceFilter != d.EnableResourceFilter, c.EnableResourceFilter)
-	add("disabled-resource-filters", len(c.DisabledResourceFilters) > 0, strings.Join(c.DisabledResourceFilters, ","))
-	add("enable-node-pool", c.EnableNodePool != d.EnableNodePool, c.EnableNodePool)
 	add("cert-mgr-mode", c.CertMgrMode != d.CertMgrMode, c.CertMgrMode)
 	add("access-server-through-hub", c.AccessServerThroughHub != d.AccessServerThroughHub, c.AccessServerThroughHub)
 	add("multiplexer-port", c.MultiplexerPort != d.MultiplexerPort, c.MultiplexerPort)
 	add("pool-scope-resources", strings.Join(c.PoolScopeResources, ",") != strings.Join(d.PoolScopeResources, ","), strings.Join(c.PoolScopeResources, ","))
-	add("enable-pool-service-topology", c.EnablePoolServiceTopology != d.EnablePoolServiceTopology, c.EnablePoolServiceTopology)
 	add("host-control-plane-address", c.HostControlPlaneAddress != d.HostControlPlaneAddress, c.HostControlPlaneAddress)
 	return out
 }
@@ -304,6 +303,11 @@ func (c *Config) Validate() error {
 	if c.NodePoolName != "" {
 		if errs := validation.IsDNS1123Subdomain(c.NodePoolName); len(errs) > 0 {
 			return flagErr("nodepool-name", c.NodePoolName, "not a valid nodepool name: %s", errs[0])
+		}
+	}
+	for _, f := range c.DisabledResourceFilters {
+		if !filter.Known(f) {
+			return flagErr("disabled-resource-filters", f, "unknown filter; the filters are %s", strings.Join(filter.KnownNames(), ", "))
 		}
 	}
 	if c.WorkingMode == "local" {

@@ -43,7 +43,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -388,13 +387,4 @@ func objectName(obj runtime.Object) string {
 		return m.GetName()
 	}
 	return m.GetNamespace() + "/" + m.GetName()
-}
-
-// component is the User-Agent's product token, lowercased: "kube-proxy/v1.36.3 (linux)"
-// => "kube-proxy" (the same cut the cache uses).
-func component(userAgent string) string {
-	if i := strings.IndexByte(userAgent, '/'); i >= 0 {
-		userAgent = userAgent[:i]
-	}
-	return strings.ToLower(strings.TrimSpace(userAgent))
 }

@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/requestinfo"
 )
 
 // Spec is one filter's registration: the components it applies to without any
@@ -94,6 +96,7 @@ type Settings struct {
 	filters map[string]Filter // the enabled ones
 	mu      sync.Mutex        // serialises Apply
 	table   atomic.Pointer[table]
+	streams streams
 }
 
 type table struct {
@@ -272,8 +275,9 @@ func (s *Settings) ChainFor(component, verb string, gvr schema.GroupVersionResou
 	return &out
 }
 
-// componentName accepts a full User-Agent or the product token already cut.
-func componentName(s string) string { return component(s) }
+// componentName accepts a full User-Agent or the product token already cut (the
+// cut the cache and requestinfo use).
+func componentName(s string) string { return requestinfo.ComponentFromUserAgent(s) }
 
 // Resources lists the resources some filter may rewrite, for callers that want
 // to skip everything else cheaply.
@@ -285,4 +289,61 @@ func Resources() []schema.GroupVersionResource {
 		corev1.SchemeGroupVersion.WithResource("pods"),
 		{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"},
 	}
+}
+
+// streams are the running filtered watches, for EndStreams.
+type streams struct {
+	mu   sync.Mutex
+	next int
+	m    map[int]trackedStream
+}
+
+type trackedStream struct {
+	chain *Chain
+	end   chan struct{}
+}
+
+// Track registers a running filtered watch. The returned channel is closed when
+// the stream must end so that its client relists (EndStreams); done unregisters
+// it and must be called when the stream ends.
+func (s *Settings) Track(c *Chain) (end <-chan struct{}, done func()) {
+	s.streams.mu.Lock()
+	defer s.streams.mu.Unlock()
+	if s.streams.m == nil {
+		s.streams.m = map[int]trackedStream{}
+	}
+	id := s.streams.next
+	s.streams.next++
+	ch := make(chan struct{})
+	s.streams.m[id] = trackedStream{chain: c, end: ch}
+	return ch, func() {
+		s.streams.mu.Lock()
+		delete(s.streams.m, id)
+		s.streams.mu.Unlock()
+	}
+}
+
+// EndStreams ends every tracked watch whose chain runs filter name, and returns
+// how many. A servicetopology result depends on a Service's annotation and on
+// the node's pool, which the endpoint objects do not carry: when either changes
+// the right answer for every slice may change at once, and the apiserver sends no
+// event for the slices. Ending the watch makes the client (a client-go informer)
+// relist, and the relist is filtered with the new setting; synthesising
+// per-slice events instead would need the hub to hold every slice the client
+// has, which a streaming filter does not.
+func (s *Settings) EndStreams(name, reason string) int {
+	s.streams.mu.Lock()
+	defer s.streams.mu.Unlock()
+	n := 0
+	for id, t := range s.streams.m {
+		if slices.Contains(t.chain.Names(), name) {
+			close(t.end)
+			delete(s.streams.m, id)
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Info("filtered watches ended so their clients relist", slog.String("filter", name), slog.String("reason", reason), slog.Int("watches", n))
+	}
+	return n
 }
