@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/testkube"
 )
@@ -150,7 +151,7 @@ func benchList(b *testing.B, admin *rest.Config, ns string, n int, protobuf bool
 		commitMs = append(commitMs, float64(time.Since(start).Microseconds())/1000)
 	}
 	b.StopTimer()
-	info, err := hub.st.GetListInfo(ctx, ListKeyFor(listInfo(ns)))
+	info, err := hub.st.GetListInfo(ctx, cachekey.List(listInfo(ns)))
 	if err != nil || info.Count != n || !info.Complete {
 		b.Fatalf("cached list: %+v, %v (want %d complete)", info, err, n)
 	}

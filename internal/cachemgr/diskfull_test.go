@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/testenv"
 )
@@ -64,7 +65,7 @@ func TestDiskFullPausesCaching(t *testing.T) {
 		info, resp := response(t, kubeletUA, url, "application/json", body, nil)
 		m.CacheResponse(info, resp)
 		drain(t, m, resp, body) // the client gets every byte, whatever the store does
-		k := ListKeyFor(info)
+		k := cachekey.List(info)
 		return &k
 	}
 	watch := func(rv int, typ string, p int, prv int) []byte {

@@ -11,7 +11,7 @@
 // CRDs included; the status subresource is cached as the object itself; never
 // CSRs, access/token reviews, other subresources, or pods without spec.nodeName.
 // Discovery GETs (/version, /api, /api/<v>, /apis, /apis/<g>, /apis/<g>/<v>) are
-// cached with PutRaw under RawKey. Transformed responses (as=Table,
+// cached with PutRaw under cachekey.Raw. Transformed responses (as=Table,
 // PartialObjectMetadata) are not cached.
 //
 // # How a response is teed
@@ -25,7 +25,7 @@
 //
 //   - get: the body (at most Options.MaxObjectBytes; JSON is validated) =>
 //     store.PutObject.
-//   - list: JSON is read by a single-pass validating stream reader (jsonstream.go,
+//   - list: JSON is read by a single-pass validating stream reader (internal/wire,
 //     no encoding/json on this path): the whole body is checked as it arrives
 //     (json.Valid's grammar, nesting at most 10000 deep), each item is cut out of
 //     the read buffer once complete (at most Options.MaxObjectBytes) and only its
@@ -60,8 +60,8 @@
 //
 // # Keys (shared with the offline path)
 //
-// ObjectKeyFor, ListKeyFor (CanonicalSelector) and RawKey derive store keys from
-// a request; the offline path must use the same functions.
+// internal/cachekey (Object, List, Selector, Raw) derives store keys from a
+// request; the offline path uses the same package.
 //
 // # What the offline path can rely on
 //

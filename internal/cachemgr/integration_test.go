@@ -29,12 +29,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/testkube"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // The integration tests run client-go informers with real components' User-Agents
@@ -198,7 +200,7 @@ type view struct {
 
 func (v view) key() store.ListKey {
 	return store.ListKey{Component: v.component, Resource: store.Resource{Group: v.gvr.Group, Version: v.gvr.Version, Resource: v.gvr.Resource},
-		Namespace: v.namespace, Selector: CanonicalSelector(v.label, v.field)}
+		Namespace: v.namespace, Selector: cachekey.Selector(v.label, v.field)}
 }
 
 func TestInformersThroughHub(t *testing.T) {
@@ -440,13 +442,13 @@ func objectSet(items []unstructured.Unstructured) map[string]string {
 func storedSet(st *store.Store, k store.ListKey, wantJSON bool) (map[string]string, store.ListInfo, error) {
 	m := map[string]string{}
 	info, err := st.List(context.Background(), k, func(o store.Object) error {
-		var it item
+		var it wire.Item
 		var err error
 		if o.Encoding == store.EncodingJSON {
 			if !wantJSON {
 				return fmt.Errorf("%s/%s stored as JSON, want protobuf", o.Namespace, o.Name)
 			}
-			err = parseJSONItem(o.Data, "", "", false, &it)
+			err = wire.ParseJSONItem(o.Data, "", "", false, &it)
 			var tm struct{ Kind, APIVersion string }
 			if json.Unmarshal(o.Data, &tm); tm.Kind == "" || tm.APIVersion == "" {
 				return fmt.Errorf("%s/%s stored without kind/apiVersion", o.Namespace, o.Name)
@@ -455,13 +457,13 @@ func storedSet(st *store.Store, k store.ListKey, wantJSON bool) (map[string]stri
 			if wantJSON {
 				return fmt.Errorf("%s/%s stored as protobuf, want JSON", o.Namespace, o.Name)
 			}
-			err = parseProtoEnvelope(o.Data, false, &it)
+			err = wire.ParseProtoEnvelope(o.Data, false, &it)
 		}
 		if err != nil {
 			return err
 		}
-		if it.name != o.Name || it.namespace != o.Namespace || it.rv != o.ResourceVersion {
-			return fmt.Errorf("stored bytes name %s/%s@%d, indexed as %s/%s@%d", it.namespace, it.name, it.rv, o.Namespace, o.Name, o.ResourceVersion)
+		if it.Name != o.Name || it.Namespace != o.Namespace || it.RV != o.ResourceVersion {
+			return fmt.Errorf("stored bytes name %s/%s@%d, indexed as %s/%s@%d", it.Namespace, it.Name, it.RV, o.Namespace, o.Name, o.ResourceVersion)
 		}
 		m[o.Namespace+"/"+o.Name] = fmt.Sprint(o.ResourceVersion)
 		return nil

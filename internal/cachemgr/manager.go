@@ -1,7 +1,6 @@
 package cachemgr
 
 import (
-	"bufio"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -17,8 +16,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // Options tune a Manager. The zero value is usable.
@@ -167,7 +168,7 @@ func (m *Manager) Cacheable(info *requestinfo.Info) bool {
 		return false
 	}
 	if !info.IsResourceRequest {
-		return info.Verb == "get" && IsDiscoveryPath(info.Path)
+		return info.Verb == "get" && cachekey.IsDiscovery(info.Path)
 	}
 	if notCachedResources[info.Resource] || info.Resource == "" {
 		return false
@@ -244,7 +245,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		if !strings.Contains(mediaType, "json") {
 			return
 		}
-		path := RawKey(info.Path, ctype)
+		path := cachekey.Raw(info.Path, ctype)
 		run = func(r io.Reader) error {
 			body, err := readCapped(r, m.opts.MaxObjectBytes)
 			if err != nil {
@@ -276,7 +277,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		pod := info.APIGroup == "" && info.Resource == "pods"
 		switch info.Verb {
 		case "get", "create", "update", "patch":
-			key := ObjectKeyFor(info) // a create names no object: cacheGet takes the response's name
+			key := cachekey.Object(info) // a create names no object: cacheGet takes the response's name
 			run = func(r io.Reader) error { return m.cacheGet(r, key, enc, pod) }
 		case "list":
 			var cont string
@@ -287,7 +288,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				}
 				cont = q.Get("continue")
 			}
-			key := ListKeyFor(info)
+			key := cachekey.List(info)
 			prev, release := m.order.ticket(key, true)
 			m.pagesMu.Lock()
 			m.lists[key]++
@@ -308,7 +309,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				return m.cacheList(r, key, w, enc, pod, prev)
 			}
 		case "watch":
-			key := ListKeyFor(info)
+			key := cachekey.List(info)
 			prev, release := m.order.ticket(key, info.SendInitialEvents)
 			run = func(r io.Reader) error {
 				defer release()
@@ -394,28 +395,28 @@ func (m *Manager) cacheGet(r io.Reader, key store.ObjectKey, enc store.Encoding,
 	if err != nil {
 		return err
 	}
-	var it item
+	var it wire.Item
 	if enc == store.EncodingProtobuf {
-		err = parseProtoEnvelope(body, pod, &it)
+		err = wire.ParseProtoEnvelope(body, pod, &it)
 	} else {
-		err = parseJSONItem(body, "", "", pod, &it)
+		err = wire.ParseJSONItem(body, "", "", pod, &it)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
-	if pod && it.nodeName == "" {
+	if pod && it.NodeName == "" {
 		return nil
 	}
 	if key.Name == "" {
-		key.Name = it.name // the response to a create
+		key.Name = it.Name // the response to a create
 		if key.Namespace == "" {
-			key.Namespace = it.namespace
+			key.Namespace = it.Namespace
 		}
 	}
-	if it.name != key.Name || it.name == "" {
-		return fmt.Errorf("%s: response names %q", key, it.name)
+	if it.Name != key.Name || it.Name == "" {
+		return fmt.Errorf("%s: response names %q", key, it.Name)
 	}
-	err = m.write(func(ctx context.Context) error { return m.st.PutObject(ctx, key, it.object()) })
+	err = m.write(func(ctx context.Context) error { return m.st.PutObject(ctx, key, it.Object()) })
 	if errors.Is(err, store.ErrStale) {
 		return nil
 	}
@@ -478,11 +479,11 @@ type writerSink struct {
 	pod bool
 }
 
-func (s writerSink) add(it *item) error {
-	if s.pod && it.nodeName == "" {
+func (s writerSink) Add(it *wire.Item) error {
+	if s.pod && it.NodeName == "" {
 		return nil // pods not bound to a node are not cached
 	}
-	if err := s.w.Add(it.object()); err != nil {
+	if err := s.w.Add(it.Object()); err != nil {
 		return err
 	}
 	s.m.stats.objects.Add(1)
@@ -491,12 +492,12 @@ func (s writerSink) add(it *item) error {
 
 func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) error {
 	sink := writerSink{m: m, w: w, pod: pod}
-	var lm listMeta
+	var lm wire.ListMeta
 	var err error
 	if enc == store.EncodingProtobuf {
-		lm, err = decodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
+		lm, err = wire.DecodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
 	} else {
-		lm, err = decodeJSONList(r, pod, m.opts.MaxObjectBytes, sink)
+		lm, err = wire.DecodeJSONList(r, pod, m.opts.MaxObjectBytes, sink)
 	}
 	if err == nil {
 		// Drain what follows the document (nothing, normally) so EOF is seen.
@@ -507,8 +508,8 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		m.markIncomplete(key, "list response not fully cached: "+err.Error())
 		return fmt.Errorf("list %s: %w", key, err)
 	}
-	if lm.cont != "" {
-		pk := pageKey{key, lm.cont}
+	if lm.Continue != "" {
+		pk := pageKey{key, lm.Continue}
 		m.pagesMu.Lock()
 		p := &pendingList{key: key, w: w}
 		p.timer = time.AfterFunc(m.opts.PageTimeout, func() {
@@ -533,7 +534,7 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		w.Abort()
 		return err
 	}
-	if err := m.write(func(context.Context) error { return w.Commit(lm.rv) }); err != nil {
+	if err := m.write(func(context.Context) error { return w.Commit(lm.RV) }); err != nil {
 		return err
 	}
 	m.unmarked.remove(key) // the view is a complete list again
@@ -554,8 +555,6 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 	}
 }
 
-type eventDecoder interface{ next(*watchEvent) error }
-
 // cacheWatch decodes a watch stream and applies its events. With
 // sendInitialEvents (watch-list), the events before the initial-events-end bookmark
 // are the complete state: they are streamed into a list replacement committed at
@@ -563,11 +562,11 @@ type eventDecoder interface{ next(*watchEvent) error }
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
 func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
-	var dec eventDecoder
+	var dec wire.EventDecoder
 	if enc == store.EncodingProtobuf {
-		dec = &protoWatchDecoder{r: bufio.NewReaderSize(r, 64<<10), pod: pod, maxItem: uint32(m.opts.MaxObjectBytes)}
+		dec = wire.NewProtoWatchDecoder(r, pod, m.opts.MaxObjectBytes)
 	} else {
-		dec = newJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
+		dec = wire.NewJSONWatchDecoder(r, pod, m.opts.MaxObjectBytes)
 	}
 
 	var lw *store.ListWriter
@@ -591,8 +590,8 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	defer ap.close()
 
 	for {
-		var ev watchEvent
-		err := dec.next(&ev)
+		var ev wire.Event
+		err := dec.Next(&ev)
 		if err != nil {
 			cerr := ap.close()
 			// A watch that ends or is cut leaves the cache at the last event applied,
@@ -608,24 +607,24 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			}
 			return fmt.Errorf("watch %s: %w", key, err)
 		}
-		if ev.typ == "ERROR" {
+		if ev.Type == "ERROR" {
 			continue
 		}
 		if lw != nil {
-			switch ev.typ {
+			switch ev.Type {
 			case "ADDED", "MODIFIED":
-				if err := (writerSink{m: m, w: lw, pod: pod}).add(&ev.it); err != nil {
+				if err := (writerSink{m: m, w: lw, pod: pod}).Add(&ev.Item); err != nil {
 					return err
 				}
 			case "BOOKMARK":
-				if ev.it.initialEnd {
+				if ev.Item.InitialEnd {
 					w := lw
 					lw = nil
 					if err := wait(m.ctx, prev); err != nil {
 						w.Abort()
 						return err
 					}
-					err := m.write(func(context.Context) error { return w.Commit(ev.it.rv) })
+					err := m.write(func(context.Context) error { return w.Commit(ev.Item.RV) })
 					release()
 					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
@@ -637,7 +636,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			continue
 		}
 		var t store.EventType
-		switch ev.typ {
+		switch ev.Type {
 		case "ADDED":
 			t = store.Added
 		case "MODIFIED":
@@ -649,10 +648,10 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		default:
 			continue
 		}
-		if pod && t != store.Deleted && t != store.Bookmark && ev.it.nodeName == "" {
+		if pod && t != store.Deleted && t != store.Bookmark && ev.Item.NodeName == "" {
 			continue
 		}
-		if err := ap.push(store.Event{Type: t, Object: ev.it.object()}); err != nil {
+		if err := ap.push(store.Event{Type: t, Object: ev.Item.Object()}); err != nil {
 			return err
 		}
 	}

@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 func openStore(t testing.TB) *store.Store {
@@ -111,18 +113,18 @@ func listView(t testing.TB, st *store.Store, k store.ListKey) (map[string]uint64
 	t.Helper()
 	got := map[string]uint64{}
 	info, err := st.List(context.Background(), k, func(o store.Object) error {
-		var it item
+		var it wire.Item
 		var err error
 		if o.Encoding == store.EncodingProtobuf {
-			err = parseProtoEnvelope(o.Data, true, &it)
+			err = wire.ParseProtoEnvelope(o.Data, true, &it)
 		} else {
-			err = parseJSONItem(o.Data, "", "", true, &it)
+			err = wire.ParseJSONItem(o.Data, "", "", true, &it)
 		}
 		if err != nil {
 			return err
 		}
-		if it.name != o.Name || it.rv != o.ResourceVersion {
-			return fmt.Errorf("bytes say %s@%d, key %s@%d", it.name, it.rv, o.Name, o.ResourceVersion)
+		if it.Name != o.Name || it.RV != o.ResourceVersion {
+			return fmt.Errorf("bytes say %s@%d, key %s@%d", it.Name, it.RV, o.Name, o.ResourceVersion)
 		}
 		got[o.Namespace+"/"+o.Name] = o.ResourceVersion
 		return nil
@@ -149,13 +151,13 @@ func TestListJSONAndProtobuf(t *testing.T) {
 			info, resp := response(t, kubeletUA, "/api/v1/pods?resourceVersion=0", c.ctype, c.body, nil)
 			m.CacheResponse(info, resp)
 			drain(t, m, resp, c.body)
-			got, li := listView(t, st, ListKeyFor(info))
+			got, li := listView(t, st, cachekey.List(info))
 			want := map[string]uint64{"a/p1": 10, "a/p2": 11} // the pod without a node is not cached
 			if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 100 || !li.Complete {
 				t.Fatalf("view = %v %+v, want %v at RV 100", got, li, want)
 			}
 			// A cached item is a full document: it decodes with client-go's scheme as a Pod.
-			o, err := st.GetObject(context.Background(), store.ObjectKey{Component: "kubelet", Resource: ResourceOf(info), Namespace: "a", Name: "p1"})
+			o, err := st.GetObject(context.Background(), store.ObjectKey{Component: "kubelet", Resource: cachekey.Resource(info), Namespace: "a", Name: "p1"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +186,7 @@ func TestListGzipPassesUnchanged(t *testing.T) {
 	info, resp := response(t, kubeletUA, "/api/v1/namespaces/ns/pods", "application/json", zb.Bytes(), map[string]string{"Content-Encoding": "gzip"})
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, zb.Bytes())
-	got, li := listView(t, st, ListKeyFor(info))
+	got, li := listView(t, st, cachekey.List(info))
 	if len(got) != 500 || li.ResourceVersion != 1000 {
 		t.Fatalf("cached %d objects at RV %d, want 500 at 1000", len(got), li.ResourceVersion)
 	}
@@ -196,18 +198,18 @@ func TestOverflowMarksIncompleteAndClientUnaffected(t *testing.T) {
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, jsonBytes(t, podList(5, "", pod("a", "p1", "n", 1))))
 	// A first list that overflows leaves no view.
-	if _, err := st.GetListInfo(context.Background(), ListKeyFor(info)); err == nil {
+	if _, err := st.GetListInfo(context.Background(), cachekey.List(info)); err == nil {
 		t.Fatal("an overflowed first list must not create a view")
 	}
 	// A view that existed is kept but marked incomplete.
-	if err := st.ReplaceList(context.Background(), ListKeyFor(info), 3, nil); err != nil {
+	if err := st.ReplaceList(context.Background(), cachekey.List(info), 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	body := jsonBytes(t, podList(9, "", pod("a", "p1", "n", 1), pod("a", "p2", "n", 2)))
 	info, resp = response(t, kubeletUA, "/api/v1/pods", "application/json", body, nil)
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, body)
-	li, err := st.GetListInfo(context.Background(), ListKeyFor(info))
+	li, err := st.GetListInfo(context.Background(), cachekey.List(info))
 	if err != nil || li.Complete || li.ResourceVersion != 3 {
 		t.Fatalf("after overflow: %+v %v, want incomplete at RV 3", li, err)
 	}
@@ -223,13 +225,13 @@ func TestPaginatedList(t *testing.T) {
 	info, resp := response(t, kubeletUA, "/api/v1/pods?limit=1", "application/json", page1, nil)
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, page1)
-	if _, err := st.GetListInfo(context.Background(), ListKeyFor(info)); err == nil {
+	if _, err := st.GetListInfo(context.Background(), cachekey.List(info)); err == nil {
 		t.Fatal("first page alone must not commit the view")
 	}
 	info, resp = response(t, kubeletUA, "/api/v1/pods?limit=1&continue=tok1", "application/json", page2, nil)
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, page2)
-	got, li := listView(t, st, ListKeyFor(info))
+	got, li := listView(t, st, cachekey.List(info))
 	if len(got) != 2 || li.ResourceVersion != 50 {
 		t.Fatalf("paged view = %v %+v", got, li)
 	}
@@ -295,7 +297,7 @@ func TestWatchListJSONAndProtobuf(t *testing.T) {
 			info, resp := response(t, kubeletUA, "/api/v1/namespaces/a/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true", ctype, body, nil)
 			m.CacheResponse(info, resp)
 			drain(t, m, resp, body)
-			got, li := listView(t, st, ListKeyFor(info))
+			got, li := listView(t, st, cachekey.List(info))
 			want := map[string]uint64{"a/p1": 31, "a/p3": 30}
 			if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 40 || !li.Complete {
 				t.Fatalf("view = %v %+v, want %v complete at RV 40", got, li, want)
@@ -315,7 +317,7 @@ func TestWatchListCutBeforeBookmarkKeepsOldView(t *testing.T) {
 	info, resp := response(t, kubeletUA, "/api/v1/pods?watch=1&sendInitialEvents=true", "application/json", body, nil)
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, body)
-	if _, err := st.GetListInfo(context.Background(), ListKeyFor(info)); err == nil {
+	if _, err := st.GetListInfo(context.Background(), cachekey.List(info)); err == nil {
 		t.Fatal("a watch-list cut before its initial-events-end bookmark must not replace the view")
 	}
 }
@@ -337,7 +339,7 @@ func TestGetAndDiscovery(t *testing.T) {
 	info, resp = response(t, kubeletUA, "/api/v1/namespaces/a/pods/u", "application/json", body, nil)
 	m.CacheResponse(info, resp)
 	drain(t, m, resp, body)
-	if _, err := st.GetObject(context.Background(), ObjectKeyFor(info)); err == nil {
+	if _, err := st.GetObject(context.Background(), cachekey.Object(info)); err == nil {
 		t.Fatal("pod without spec.nodeName cached")
 	}
 
@@ -351,10 +353,10 @@ func TestGetAndDiscovery(t *testing.T) {
 	info2, resp := response(t, "kubectl/v1.36", "/api", aggType, agg, nil)
 	m.CacheResponse(info2, resp)
 	drain(t, m, resp, agg)
-	if ct, b, err := st.GetRaw(context.Background(), "kubectl", RawKey("/api", "application/json")); err != nil || !bytes.Equal(b, disc) || ct != "application/json" {
+	if ct, b, err := st.GetRaw(context.Background(), "kubectl", cachekey.Raw("/api", "application/json")); err != nil || !bytes.Equal(b, disc) || ct != "application/json" {
 		t.Fatalf("legacy discovery: %q %q %v", ct, b, err)
 	}
-	if ct, b, err := st.GetRaw(context.Background(), "kubectl", RawKey("/api", aggType)); err != nil || !bytes.Equal(b, agg) || ct != aggType {
+	if ct, b, err := st.GetRaw(context.Background(), "kubectl", cachekey.Raw("/api", aggType)); err != nil || !bytes.Equal(b, agg) || ct != aggType {
 		t.Fatalf("aggregated discovery: %q %q %v", ct, b, err)
 	}
 }
@@ -414,23 +416,6 @@ func TestCacheable(t *testing.T) {
 	check(nil)
 }
 
-func TestCanonicalSelector(t *testing.T) {
-	cases := map[[2]string]string{
-		{"", ""}:                                "",
-		{"b=2,a=1", ""}:                         "labelSelector=a%3D1%2Cb%3D2",
-		{"a=1,b=2", ""}:                         "labelSelector=a%3D1%2Cb%3D2",
-		{"", "spec.nodeName=n1"}:                "fieldSelector=spec.nodeName%3Dn1",
-		{"", "metadata.name=x,spec.a!=b"}:       "fieldSelector=metadata.name%3Dx%2Cspec.a%21%3Db",
-		{"", "spec.a!=b,metadata.name=x"}:       "fieldSelector=metadata.name%3Dx%2Cspec.a%21%3Db",
-		{"!service.kubernetes.io/headless", ""}: "labelSelector=%21service.kubernetes.io%2Fheadless",
-	}
-	for in, want := range cases {
-		if got := CanonicalSelector(in[0], in[1]); got != want {
-			t.Errorf("CanonicalSelector(%q, %q) = %q, want %q", in[0], in[1], got, want)
-		}
-	}
-}
-
 // A watch that follows a list must not write before the list is committed, or the
 // list's replacement would wipe the watch's newer events.
 func TestWatchWaitsForTheListItFollows(t *testing.T) {
@@ -450,59 +435,10 @@ func TestWatchWaitsForTheListItFollows(t *testing.T) {
 	// Give the watch's decoder time to apply its event if nothing held it back.
 	time.Sleep(100 * time.Millisecond)
 	drain(t, m, lresp, listBody) // also waits for the watch stream
-	got, li := listView(t, st, ListKeyFor(linfo))
+	got, li := listView(t, st, cachekey.List(linfo))
 	want := map[string]uint64{"a/p1": 5, "a/p2": 11}
 	if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 11 || !li.Complete {
 		t.Fatalf("view = %v %+v, want %v complete at RV 11", got, li, want)
-	}
-}
-
-// scanInputs are objects the field readers are checked on: nested and escaped
-// strings, non-object metadata and spec, nulls, spaces, a custom resource, {}.
-func scanInputs() []string {
-	return []string{
-		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
-		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
-		`{"spec":"not an object","metadata":null,"kind":"X"}`,
-		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
-		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
-		`{}`,
-	}
-}
-
-// The JSON field scanner must agree with encoding/json on whatever it reads.
-func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
-	inputs := append(scanInputs(), `{"m\u0065tadata":{"name":"escaped-key"}}`)
-	for _, in := range inputs {
-		var f jsonFields
-		if err := scanJSONObject([]byte(in), true, &f); err != nil {
-			t.Errorf("%s: %v", in, err)
-			continue
-		}
-		var ref struct {
-			Kind, APIVersion string
-			Metadata         *struct {
-				Name, Namespace, ResourceVersion string
-				Annotations                      map[string]string
-			}
-			Spec json.RawMessage
-		}
-		if err := json.Unmarshal([]byte(in), &ref); err != nil {
-			t.Fatal(err)
-		}
-		var want jsonFields
-		want.kind, want.apiVersion = []byte(ref.Kind), []byte(ref.APIVersion)
-		if ref.Metadata != nil {
-			want.name, want.namespace, want.resourceVersion = []byte(ref.Metadata.Name), []byte(ref.Metadata.Namespace), []byte(ref.Metadata.ResourceVersion)
-			want.initialEventsEnd = ref.Metadata.Annotations["k8s.io/initial-events-end"] == "true"
-		}
-		var spec struct{ NodeName *string }
-		if json.Unmarshal(ref.Spec, &spec) == nil && spec.NodeName != nil {
-			want.nodeName = []byte(*spec.NodeName)
-		}
-		if f.String() != want.String() {
-			t.Errorf("%s:\n scanner  %v\n encoding/json %v", in, &f, &want)
-		}
 	}
 }
 
@@ -523,7 +459,7 @@ func TestNextPageBeforePreviousPageDecoded(t *testing.T) {
 	resp2.Body.Close()
 	time.Sleep(50 * time.Millisecond)
 	drain(t, m, resp1, page1)
-	got, li := listView(t, st, ListKeyFor(info1))
+	got, li := listView(t, st, cachekey.List(info1))
 	if len(got) != 2 || li.ResourceVersion != 50 {
 		t.Fatalf("paged view = %v %+v", got, li)
 	}
@@ -561,21 +497,21 @@ func TestWriteResponsesKept(t *testing.T) {
 	}
 	csinode := []byte(`{"kind":"CSINode","apiVersion":"storage.k8s.io/v1","metadata":{"name":"n1","resourceVersion":"60"},"spec":{"drivers":null}}`)
 	info := send(http.MethodPost, "/apis/storage.k8s.io/v1/csinodes", csinode)
-	key := ObjectKeyFor(info)
+	key := cachekey.Object(info)
 	key.Name = "n1"
 	if o, err := st.GetObject(ctx, key); err != nil || o.ResourceVersion != 60 {
 		t.Fatalf("created CSINode kept as %+v, %v", o, err)
 	}
 	ev := []byte(`{"kind":"Event","apiVersion":"v1","metadata":{"name":"e1","namespace":"a","resourceVersion":"61"}}`)
 	info = send(http.MethodPost, "/api/v1/namespaces/a/events", ev)
-	key = ObjectKeyFor(info)
+	key = cachekey.Object(info)
 	key.Name = "e1"
 	if _, err := st.GetObject(ctx, key); err == nil {
 		t.Fatal("an event kubelet created online was cached")
 	}
 	dry := bytes.Replace(csinode, []byte(`"n1"`), []byte(`"n2"`), 1)
 	info = send(http.MethodPost, "/apis/storage.k8s.io/v1/csinodes?dryRun=All", dry)
-	key = ObjectKeyFor(info)
+	key = cachekey.Object(info)
 	key.Name = "n2"
 	if _, err := st.GetObject(ctx, key); err == nil {
 		t.Fatal("a dry-run create was cached")
@@ -603,7 +539,7 @@ func TestPagedListsOfTwoComponentsShareAToken(t *testing.T) {
 		drain(t, m, resp, page2)
 	}
 	for _, info := range infos {
-		got, li := listView(t, st, ListKeyFor(info))
+		got, li := listView(t, st, cachekey.List(info))
 		if len(got) != 2 || li.ResourceVersion != 50 || !li.Complete {
 			t.Errorf("%s's paged view = %v %+v, want p1 and p2 at RV 50", info.Component, got, li)
 		}

@@ -10,13 +10,15 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/yurthub/yurthub/internal/kubescheme"
-	"github.com/yurthub/yurthub/internal/store"
 	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/kubescheme"
+	"github.com/yurthub/yurthub/internal/store"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // Media types the local proxy answers with.
@@ -40,9 +42,6 @@ func (f format) contentType() string {
 	}
 	return mediaJSON
 }
-
-// protoMagic prefixes every Kubernetes protobuf document (runtime.Unknown envelope).
-var protoMagic = []byte{'k', '8', 's', 0}
 
 var (
 	scheme   = kubescheme.Scheme
@@ -114,10 +113,10 @@ type typeMeta struct {
 // unwrapProto returns the TypeMeta and the bare message of a protobuf envelope.
 func unwrapProto(doc []byte) (runtime.Unknown, error) {
 	var u runtime.Unknown
-	if !bytes.HasPrefix(doc, protoMagic) {
+	if !bytes.HasPrefix(doc, wire.ProtoMagic) {
 		return u, errors.New("protobuf object without the k8s envelope")
 	}
-	if err := u.Unmarshal(doc[len(protoMagic):]); err != nil {
+	if err := u.Unmarshal(doc[len(wire.ProtoMagic):]); err != nil {
 		return u, fmt.Errorf("decode protobuf envelope: %w", err)
 	}
 	return u, nil
@@ -221,9 +220,9 @@ func bodyToJSON(body []byte, contentType string) ([]byte, error) {
 func bookmarkJSON(gvk schema.GroupVersionKind, rv uint64, initialEnd bool) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"kind":`)
-	writeJSONString(&b, gvk.Kind)
+	wire.WriteJSONString(&b, gvk.Kind)
 	b.WriteString(`,"apiVersion":`)
-	writeJSONString(&b, gvk.GroupVersion().String())
+	wire.WriteJSONString(&b, gvk.GroupVersion().String())
 	b.WriteString(`,"metadata":{"resourceVersion":"`)
 	b.WriteString(strconv.FormatUint(rv, 10))
 	b.WriteByte('"')
@@ -252,11 +251,6 @@ func bookmarkProto(gvk schema.GroupVersionKind, rv uint64, initialEnd bool) ([]b
 	return encodeProto(obj)
 }
 
-func writeJSONString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s)
-	b.Write(q)
-}
-
 // protoListHeader starts a protobuf list document whose list message (ListMeta +
 // items) is bodyLen bytes: the envelope up to the start of the list message.
 func protoListHeader(apiVersion, listKind string, bodyLen int) []byte {
@@ -265,7 +259,7 @@ func protoListHeader(apiVersion, listKind string, bodyLen int) []byte {
 	tm = protowire.AppendString(tm, apiVersion)
 	tm = protowire.AppendTag(tm, 2, protowire.BytesType)
 	tm = protowire.AppendString(tm, listKind)
-	b := append([]byte{}, protoMagic...)
+	b := append([]byte{}, wire.ProtoMagic...)
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendBytes(b, tm)
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
@@ -303,10 +297,10 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 // protoRaw returns the bare message inside a protobuf envelope (runtime.Unknown
 // field 2) without copying it.
 func protoRaw(doc []byte) ([]byte, error) {
-	if !bytes.HasPrefix(doc, protoMagic) {
+	if !bytes.HasPrefix(doc, wire.ProtoMagic) {
 		return nil, errors.New("protobuf object without the k8s envelope")
 	}
-	b := doc[len(protoMagic):]
+	b := doc[len(wire.ProtoMagic):]
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

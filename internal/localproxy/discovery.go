@@ -7,12 +7,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
 
-func isDiscoveryPath(path string) bool { return cachemgr.IsDiscoveryPath(path) }
+func isDiscoveryPath(path string) bool { return cachekey.IsDiscovery(path) }
 
 // serveDiscovery answers /version, /api, /apis and /apis/<g>/<v> from the cached
 // responses: the form the Accept header asks for first (aggregated discovery,
@@ -28,7 +28,7 @@ func (h *Handler) serveDiscovery(w http.ResponseWriter, r *http.Request, info *r
 			continue
 		}
 		if params["as"] != "" {
-			keys = append(keys, cachemgr.RawKey(path, part))
+			keys = append(keys, cachekey.Raw(path, part))
 			continue
 		}
 		if mt == mediaJSON || mt == "*/*" || mt == "application/*" || mt == mediaProtobuf {

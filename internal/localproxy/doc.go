@@ -2,7 +2,7 @@
 // request to when no cloud apiserver is healthy (and when a proxied request cannot
 // connect to any). It answers from the cache (internal/store) exactly what the
 // cache saw, per component (User-Agent), under the keys the cache manager wrote
-// (cachemgr.ObjectKeyFor / ListKeyFor / RawKey: the naming contract).
+// (internal/cachekey: the naming contract).
 //
 //	verb        answer
 //	get         the cached object, JSON or protobuf as the Accept header asks (stored

@@ -295,33 +295,10 @@ func internalError(msg string) *metav1.Status {
 	return &st
 }
 
-// writeStatus answers with a metav1.Status in JSON, as the apiserver does for errors.
+// writeStatus answers with a metav1.Status (apistatus.Write), never with
+// Retry-After: offline, the answer will not change in seconds.
 func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status) {
-	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
-	st.Status = metav1.StatusFailure
-	st.Message = shorten(st.Message, maxMessage)
-	if d := st.Details; d != nil {
-		d.Name = echo(d.Name)
-		for i := range d.Causes {
-			d.Causes[i].Message = echo(d.Causes[i].Message)
-			d.Causes[i].Field = echo(d.Causes[i].Field)
-		}
-	}
-	body, _ := json.Marshal(st)
-	hd := w.Header()
-	hd.Set("Content-Type", mediaJSON)
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("Cache-Control", "no-cache, private")
-	code := int(st.Code)
-	if code == 0 {
-		code = http.StatusInternalServerError
-	}
-	// No Retry-After on 503: client-go would retry each request ten times in place,
-	// while offline the answer will not change in seconds; clients retry on their own.
-	w.WriteHeader(code)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	apistatus.Write(w, r, st, 0)
 }
 
 // storeError maps a store error to a Status.

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -77,7 +77,7 @@ func listKey(component, path, labelSel, fieldSel string) store.ListKey {
 	r.URL.RawQuery = q.Encode()
 	r.Header.Set("User-Agent", component+"/v1.36.3")
 	info, _ := requestinfo.New().Parse(r)
-	return cachemgr.ListKeyFor(info)
+	return cachekey.List(info)
 }
 
 // fillPods stores n pods on testNode (plus one on another node in the all-pods view)

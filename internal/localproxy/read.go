@@ -13,11 +13,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/selection"
 
-	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -25,7 +23,7 @@ import (
 // serveGet answers a get with the cached object in the format asked for.
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) {
 	ctx := r.Context()
-	o, err := h.st.GetObject(ctx, cachemgr.ObjectKeyFor(info))
+	o, err := h.st.GetObject(ctx, cachekey.Object(info))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 		if h.hasResource(ctx, info) {
 			writeStatus(w, r, notFound(info, fmt.Sprintf("yurthub: the cloud kube-apiserver is unreachable and %s is not in this node's cache", describe(info))))
@@ -63,7 +61,7 @@ var errStop = errors.New("stop")
 // resource cached: only then is a missing object a truthful 404 (the hub knows
 // that set); otherwise the answer is unknown offline (503).
 func (h *Handler) hasResource(ctx context.Context, info *requestinfo.Info) bool {
-	k := cachemgr.ObjectKeyFor(info)
+	k := cachekey.Object(info)
 	found := false
 	_ = h.st.Walk(ctx, store.Filter{Component: k.Component, Resource: k.Resource}, func(store.ObjectKey, store.Object) error {
 		found = true
@@ -98,7 +96,7 @@ func (e *errNoView) Error() string { return e.status.Message }
 // serves another's. A view never synced, or marked incomplete by the cache
 // manager, is not served: a partial list would make clients drop what is missing.
 func (h *Handler) findView(ctx context.Context, info *requestinfo.Info) (*view, error) {
-	exact := cachemgr.ListKeyFor(info)
+	exact := cachekey.List(info)
 	cands := []store.ListKey{exact}
 	add := func(ns, sel string) {
 		k := exact
@@ -116,16 +114,7 @@ func (h *Handler) findView(ctx context.Context, info *requestinfo.Info) (*view, 
 	if info.LabelSelector != "" {
 		labelOpts = append(labelOpts, "")
 	}
-	var fieldTerms []string
-	if sel, err := fields.ParseSelector(info.FieldSelector); err == nil && !sel.Empty() {
-		for _, r := range sel.Requirements() {
-			op := "="
-			if r.Operator == selection.NotEquals {
-				op = "!="
-			}
-			fieldTerms = append(fieldTerms, r.Field+op+fields.EscapeValue(r.Value))
-		}
-	}
+	fieldTerms, _ := cachekey.FieldTerms(info.FieldSelector)
 	if len(fieldTerms) > 6 {
 		fieldTerms = fieldTerms[:6]
 	}
@@ -142,7 +131,7 @@ func (h *Handler) findView(ctx context.Context, info *requestinfo.Info) (*view, 
 	for _, ns := range []string{info.Namespace, ""} {
 		for _, fs := range fieldOpts {
 			for _, ls := range labelOpts {
-				add(ns, cachemgr.CanonicalSelector(ls, fs))
+				add(ns, cachekey.Selector(ls, fs))
 			}
 		}
 	}

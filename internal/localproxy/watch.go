@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -140,8 +140,8 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 			}
 			return
 		}
-	} else if li, err := h.st.GetListInfo(ctx, cachemgr.ListKeyFor(info)); err == nil {
-		v = &view{key: cachemgr.ListKeyFor(info), info: li}
+	} else if li, err := h.st.GetListInfo(ctx, cachekey.List(info)); err == nil {
+		v = &view{key: cachekey.List(info), info: li}
 	}
 
 	timeout := h.opts.MaxWatchTimeout

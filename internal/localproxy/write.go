@@ -21,7 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
-	"github.com/yurthub/yurthub/internal/cachemgr"
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/gc"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
@@ -98,7 +98,7 @@ func (h *Handler) createExisting(w http.ResponseWriter, r *http.Request, info *r
 		refuse() // generateName: a new name, which only the cloud can create
 		return
 	}
-	key := cachemgr.ObjectKeyFor(info)
+	key := cachekey.Object(info)
 	key.Name = m.Metadata.Name
 	if key.Namespace == "" {
 		key.Namespace = m.Metadata.Namespace
@@ -169,7 +169,7 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, info *requ
 		writeStatus(w, r, internalError(err.Error()))
 		return
 	}
-	key := cachemgr.ObjectKeyFor(info)
+	key := cachekey.Object(info)
 	key.Namespace, key.Name = info.Namespace, name
 	if key.Namespace == "" {
 		key.Namespace, _ = md["namespace"].(string)
@@ -261,7 +261,7 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, info *reque
 		return
 	}
 	ctx := r.Context()
-	key := cachemgr.ObjectKeyFor(info)
+	key := cachekey.Object(info)
 	for attempt := 0; ; attempt++ {
 		cached, err := h.st.GetObject(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {

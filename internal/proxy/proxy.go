@@ -36,7 +36,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +43,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -518,34 +516,7 @@ func tooManyRequests(w http.ResponseWriter, r *http.Request) {
 	writeStatus(w, r, &st, RetryAfterSeconds)
 }
 
-// writeStatus answers with a metav1.Status in JSON, as the apiserver does for errors.
-// Its message is cut at maxMessage bytes: errors may quote the request's URL, and an
-// error must not repeat unbounded input.
+// writeStatus answers with a metav1.Status (apistatus.Write).
 func writeStatus(w http.ResponseWriter, r *http.Request, st *metav1.Status, retryAfter int) {
-	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
-	st.Status = metav1.StatusFailure
-	st.Message = shorten(st.Message, maxMessage)
-	if d := st.Details; d != nil {
-		d.Name = shorten(d.Name, maxEcho)
-		for i := range d.Causes {
-			d.Causes[i].Message = shorten(d.Causes[i].Message, maxEcho)
-			d.Causes[i].Field = shorten(d.Causes[i].Field, maxEcho)
-		}
-	}
-	body, _ := json.Marshal(st)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-cache, private")
-	if retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(retryAfter))
-	}
-	code := int(st.Code)
-	if code == 0 {
-		code = http.StatusInternalServerError
-	}
-	w.WriteHeader(code)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	apistatus.Write(w, r, st, retryAfter)
 }

@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 import (
 	"bytes"
@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // chunkReader returns b in chunks of random sizes in [1, max].
@@ -109,15 +106,15 @@ func testList(n int) []byte {
 	return b.Bytes()
 }
 
-type collectSink struct{ items []item }
+type collectSink struct{ items []Item }
 
-func (c *collectSink) add(it *item) error { c.items = append(c.items, *it); return nil }
+func (c *collectSink) Add(it *Item) error { c.items = append(c.items, *it); return nil }
 
-func itemString(it item) string {
-	return fmt.Sprintf("%s/%s@%d node=%q end=%v %s", it.namespace, it.name, it.rv, it.nodeName, it.initialEnd, it.data)
+func itemString(it Item) string {
+	return fmt.Sprintf("%s/%s@%d node=%q end=%v %s", it.Namespace, it.Name, it.RV, it.NodeName, it.InitialEnd, it.Data)
 }
 
-func itemsString(its []item) string {
+func itemsString(its []Item) string {
 	var b strings.Builder
 	for _, it := range its {
 		b.WriteString(itemString(it))
@@ -133,16 +130,16 @@ func TestDecodeJSONListChunkBoundaries(t *testing.T) {
 	if err != nil || len(want.items) != 50 {
 		t.Fatalf("reference: %d items, %v", len(want.items), err)
 	}
-	if wantLM.rv != 900 || wantLM.cont != "c1" || wantLM.itemKind != "Pod" {
+	if wantLM.RV != 900 || wantLM.Continue != "c1" || wantLM.ItemKind != "Pod" {
 		t.Fatalf("reference list meta %+v", wantLM)
 	}
-	if !bytes.HasPrefix(want.items[0].data, []byte(`{"kind":"Pod","apiVersion":"v1","metadata":`)) || want.items[0].namespace != `né"s` {
+	if !bytes.HasPrefix(want.items[0].Data, []byte(`{"kind":"Pod","apiVersion":"v1","metadata":`)) || want.items[0].Namespace != `né"s` {
 		t.Fatalf("reference item %s", itemString(want.items[0]))
 	}
 	for seed := range int64(5) {
 		for name, r := range readers(body, seed) {
 			var got collectSink
-			lm, err := decodeJSONList(r(), true, 16<<20, &got)
+			lm, err := DecodeJSONList(r(), true, 16<<20, &got)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -158,10 +155,10 @@ func TestDecodeJSONListTruncated(t *testing.T) {
 	body := testList(3)
 	for n := range len(body) - 1 { // the trailing newline is not part of the document
 		var s collectSink
-		if _, err := decodeJSONList(bytes.NewReader(body[:n]), true, 1<<20, &s); err == nil {
+		if _, err := DecodeJSONList(bytes.NewReader(body[:n]), true, 1<<20, &s); err == nil {
 			t.Fatalf("a list cut after %d of %d bytes decoded without error", n, len(body))
 		}
-		if _, err := decodeJSONList(iotest.OneByteReader(bytes.NewReader(body[:n])), true, 1<<20, &s); err == nil {
+		if _, err := DecodeJSONList(iotest.OneByteReader(bytes.NewReader(body[:n])), true, 1<<20, &s); err == nil {
 			t.Fatalf("a list cut after %d bytes decoded without error (one byte at a time)", n)
 		}
 	}
@@ -180,14 +177,14 @@ func TestDecodeJSONListErrors(t *testing.T) {
 		{`{"items":[{"a":01}]}`, "invalid JSON"},
 		{`{"items":[{"a":"b`, "unexpected EOF"},
 	} {
-		_, err := decodeJSONList(strings.NewReader(c.body), false, 1<<20, &collectSink{})
+		_, err := DecodeJSONList(strings.NewReader(c.body), false, 1<<20, &collectSink{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.body, err, c.want)
 		}
 	}
 	// null items and a null kind are accepted (as encoding/json does).
-	lm, err := decodeJSONList(strings.NewReader(`{"kind":"XList","kind":null,"items":null,"metadata":{"resourceVersion":"7"}}`), false, 1<<20, &collectSink{})
-	if err != nil || lm.kind != "XList" || lm.rv != 7 {
+	lm, err := DecodeJSONList(strings.NewReader(`{"kind":"XList","kind":null,"items":null,"metadata":{"resourceVersion":"7"}}`), false, 1<<20, &collectSink{})
+	if err != nil || lm.Kind != "XList" || lm.RV != 7 {
 		t.Errorf("null members: %+v %v", lm, err)
 	}
 }
@@ -196,10 +193,10 @@ func TestJSONSizeLimit(t *testing.T) {
 	item := `{"metadata":{"name":"x"},"data":"` + strings.Repeat("a", 1000) + `"}`
 	body := []byte(`{"kind":"XList","items":[` + item + `]}`)
 	for name, r := range readers(body, 1) {
-		if _, err := decodeJSONList(r(), false, len(item), &collectSink{}); err != nil {
+		if _, err := DecodeJSONList(r(), false, len(item), &collectSink{}); err != nil {
 			t.Errorf("%s: item of exactly the limit: %v", name, err)
 		}
-		_, err := decodeJSONList(r(), false, len(item)-1, &collectSink{})
+		_, err := DecodeJSONList(r(), false, len(item)-1, &collectSink{})
 		var tl *errJSONTooLarge
 		if !errors.As(err, &tl) || !strings.Contains(err.Error(), "Options.MaxObjectBytes") {
 			t.Errorf("%s: item over the limit: %v", name, err)
@@ -208,25 +205,25 @@ func TestJSONSizeLimit(t *testing.T) {
 	// A large item (bigger than the read buffer) within the limit.
 	big := `{"metadata":{"name":"big"},"data":"` + strings.Repeat("b", 3*jsonBufSize) + `"}`
 	var s collectSink
-	if _, err := decodeJSONList(strings.NewReader(`{"items":[`+big+`,`+big+`]}`), false, 4*jsonBufSize, &s); err != nil || len(s.items) != 2 || string(s.items[1].data) != big {
+	if _, err := DecodeJSONList(strings.NewReader(`{"items":[`+big+`,`+big+`]}`), false, 4*jsonBufSize, &s); err != nil || len(s.items) != 2 || string(s.items[1].Data) != big {
 		t.Fatalf("big items: %d, %v", len(s.items), err)
 	}
 	// The buffer grown for a large watch event is not kept for the events after it.
 	big2 := `{"type":"ADDED","object":` + big + "}\n"
 	small := `{"type":"ADDED","object":{"metadata":{"name":"s"}}}` + "\n"
-	wd := newJSONWatchDecoder(strings.NewReader(big2+strings.Repeat(small, 3000)), false, 4*jsonBufSize)
+	wd := NewJSONWatchDecoder(strings.NewReader(big2+strings.Repeat(small, 3000)), false, 4*jsonBufSize)
 	res := runWatch(wd)
 	if res.err != io.EOF || len(res.events) != 3001 || len(wd.s.buf) != jsonBufSize {
 		t.Fatalf("big then small events: %d events, %v, buffer of %d bytes", len(res.events), res.err, len(wd.s.buf))
 	}
 	// Watch events are bounded too; skipped list members are not held, so not bounded.
 	ev := `{"type":"ADDED","object":` + item + "}\n"
-	d := newJSONWatchDecoder(strings.NewReader(ev+ev), false, len(ev)-2)
-	var we watchEvent
-	if err := d.next(&we); err == nil || !strings.Contains(err.Error(), "limit") {
+	d := NewJSONWatchDecoder(strings.NewReader(ev+ev), false, len(ev)-2)
+	var we Event
+	if err := d.Next(&we); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("watch event over the limit: %v", err)
 	}
-	if _, err := decodeJSONList(strings.NewReader(`{"skipped":"`+strings.Repeat("c", 1<<20)+`","items":[]}`), false, 1000, &collectSink{}); err != nil {
+	if _, err := DecodeJSONList(strings.NewReader(`{"skipped":"`+strings.Repeat("c", 1<<20)+`","items":[]}`), false, 1000, &collectSink{}); err != nil {
 		t.Errorf("large skipped member: %v", err)
 	}
 }
@@ -247,15 +244,15 @@ type watchResult struct {
 	err    error // io.EOF at a clean end
 }
 
-func runWatch(dec eventDecoder) watchResult {
+func runWatch(dec EventDecoder) watchResult {
 	var res watchResult
 	for {
-		var ev watchEvent
-		if err := dec.next(&ev); err != nil {
+		var ev Event
+		if err := dec.Next(&ev); err != nil {
 			res.err = err
 			return res
 		}
-		res.events = append(res.events, ev.typ+" "+itemString(ev.it))
+		res.events = append(res.events, ev.Type+" "+itemString(ev.Item))
 	}
 }
 
@@ -281,7 +278,7 @@ func TestJSONWatchChunkBoundariesAndCuts(t *testing.T) {
 	}
 	for seed := range int64(3) {
 		for name, r := range readers(body, seed) {
-			got := runWatch(newJSONWatchDecoder(r(), true, 1<<20))
+			got := runWatch(NewJSONWatchDecoder(r(), true, 1<<20))
 			if got.err != io.EOF || strings.Join(got.events, "\n") != strings.Join(want.events, "\n") {
 				t.Fatalf("%s: %v\n%s", name, got.err, strings.Join(got.events, "\n"))
 			}
@@ -291,7 +288,7 @@ func TestJSONWatchChunkBoundariesAndCuts(t *testing.T) {
 	// events) or io.ErrUnexpectedEOF (inside one), as with encoding/json.
 	for n := range len(body) {
 		ref := runWatch(&refWatchDecoder{dec: json.NewDecoder(bytes.NewReader(body[:n])), pod: true})
-		got := runWatch(newJSONWatchDecoder(iotest.OneByteReader(bytes.NewReader(body[:n])), true, 1<<20))
+		got := runWatch(NewJSONWatchDecoder(iotest.OneByteReader(bytes.NewReader(body[:n])), true, 1<<20))
 		if errClass(got.err) != errClass(ref.err) || len(got.events) != len(ref.events) {
 			t.Fatalf("cut at %d: %d events, %v; reference %d events, %v", n, len(got.events), got.err, len(ref.events), ref.err)
 		}
@@ -299,7 +296,7 @@ func TestJSONWatchChunkBoundariesAndCuts(t *testing.T) {
 	// A read error other than EOF is returned as is.
 	cut := errors.New("connection reset")
 	r := io.MultiReader(bytes.NewReader(body[:100]), iotest.ErrReader(cut))
-	if got := runWatch(newJSONWatchDecoder(r, true, 1<<20)); !errors.Is(got.err, cut) {
+	if got := runWatch(NewJSONWatchDecoder(r, true, 1<<20)); !errors.Is(got.err, cut) {
 		t.Fatalf("read error: %v", got.err)
 	}
 }
@@ -313,19 +310,19 @@ func TestJSONWatchErrors(t *testing.T) {
 		{`{"type":1,"object":{}}`, "want a string"},
 		{`{"type":"ADDED","object":{}]`, "invalid JSON"},
 	} {
-		var ev watchEvent
-		err := newJSONWatchDecoder(strings.NewReader(c.body), false, 1<<20).next(&ev)
+		var ev Event
+		err := NewJSONWatchDecoder(strings.NewReader(c.body), false, 1<<20).Next(&ev)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.body, err, c.want)
 		}
 	}
 	// Last member wins; unknown members and ERROR objects are not looked at.
-	var ev watchEvent
-	d := newJSONWatchDecoder(strings.NewReader(`{"type":"ADDED","x":[{}],"object":{"metadata":{"name":"a"}},"object":{"metadata":{"name":"b"}},"type":"MODIFIED"}{"type":"ERROR","object":7}`), false, 1<<20)
-	if err := d.next(&ev); err != nil || ev.typ != "MODIFIED" || ev.it.name != "b" {
+	var ev Event
+	d := NewJSONWatchDecoder(strings.NewReader(`{"type":"ADDED","x":[{}],"object":{"metadata":{"name":"a"}},"object":{"metadata":{"name":"b"}},"type":"MODIFIED"}{"type":"ERROR","object":7}`), false, 1<<20)
+	if err := d.Next(&ev); err != nil || ev.Type != "MODIFIED" || ev.Item.Name != "b" {
 		t.Fatalf("duplicate members: %v %+v", err, ev)
 	}
-	if err := d.next(&ev); err != nil || ev.typ != "ERROR" {
+	if err := d.Next(&ev); err != nil || ev.Type != "ERROR" {
 		t.Fatalf("ERROR event: %v %+v", err, ev)
 	}
 }
@@ -334,32 +331,32 @@ func TestJSONWatchErrors(t *testing.T) {
 func TestParseJSONItemPanicGuard(t *testing.T) {
 	testScanHook = func() { panic("boom") }
 	defer func() { testScanHook = nil }()
-	var it item
-	if err := parseJSONItem([]byte(`{"metadata":{"name":"a"}}`), "", "", false, &it); err == nil || !strings.Contains(err.Error(), "boom") {
+	var it Item
+	if err := ParseJSONItem([]byte(`{"metadata":{"name":"a"}}`), "", "", false, &it); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := decodeJSONList(strings.NewReader(`{"items":[{}]}`), false, 100, &collectSink{}); err == nil || !strings.Contains(err.Error(), "boom") {
+	if _, err := DecodeJSONList(strings.NewReader(`{"items":[{}]}`), false, 100, &collectSink{}); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("list: err = %v", err)
 	}
-	var ev watchEvent
-	if err := newJSONWatchDecoder(strings.NewReader(`{"type":"ADDED","object":{}}`), false, 100).next(&ev); err == nil || !strings.Contains(err.Error(), "boom") {
+	var ev Event
+	if err := NewJSONWatchDecoder(strings.NewReader(`{"type":"ADDED","object":{}}`), false, 100).Next(&ev); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("watch: err = %v", err)
 	}
 }
 
 func TestParseJSONItemValidates(t *testing.T) {
-	var it item
+	var it Item
 	for _, in := range []string{`{"metadata":{"name":"a"}`, `[]`, `{"metadata":{"name":"a"}} x`, `{"a":tru}`} {
-		if err := parseJSONItem([]byte(in), "", "", false, &it); err == nil {
+		if err := ParseJSONItem([]byte(in), "", "", false, &it); err == nil {
 			t.Errorf("%s: no error", in)
 		}
 	}
 	in := "{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"18446744073709551615\"}}\n"
-	if err := parseJSONItem([]byte(in), "", "", false, &it); err != nil || it.rv != 1<<64-1 || string(it.data) != in {
+	if err := ParseJSONItem([]byte(in), "", "", false, &it); err != nil || it.RV != 1<<64-1 || string(it.Data) != in {
 		t.Errorf("GET body: %v %+v", err, it)
 	}
 	for _, rv := range []string{"18446744073709551616", "-1", "1x", "+1", " 1"} {
-		if err := parseJSONItem([]byte(`{"metadata":{"resourceVersion":"`+rv+`"}}`), "", "", false, &it); err == nil {
+		if err := ParseJSONItem([]byte(`{"metadata":{"resourceVersion":"`+rv+`"}}`), "", "", false, &it); err == nil {
 			t.Errorf("resourceVersion %q: no error", rv)
 		}
 	}
@@ -391,7 +388,7 @@ func FuzzJSONDecode(f *testing.F) {
 		}
 
 		var got, ref collectSink
-		lm, err := decodeJSONList(iotest.OneByteReader(bytes.NewReader(b)), true, 1<<20, &got)
+		lm, err := DecodeJSONList(iotest.OneByteReader(bytes.NewReader(b)), true, 1<<20, &got)
 		rlm, rerr := refDecodeJSONList(bytes.NewReader(b), true, &ref)
 		if (err == nil) != (rerr == nil) {
 			t.Fatalf("list: err = %v, reference err = %v", err, rerr)
@@ -400,7 +397,7 @@ func FuzzJSONDecode(f *testing.F) {
 			t.Fatalf("list: %+v\n%s\nreference %+v\n%s", lm, itemsString(got.items), rlm, itemsString(ref.items))
 		}
 
-		w := runWatch(newJSONWatchDecoder(&chunkReader{b: b, rng: rand.New(rand.NewSource(seed)), max: 5}, true, 1<<20))
+		w := runWatch(NewJSONWatchDecoder(&chunkReader{b: b, rng: rand.New(rand.NewSource(seed)), max: 5}, true, 1<<20))
 		rw := runWatch(&refWatchDecoder{dec: json.NewDecoder(bytes.NewReader(b)), pod: true})
 		if errClass(w.err) != errClass(rw.err) || strings.Join(w.events, "\n") != strings.Join(rw.events, "\n") {
 			t.Fatalf("watch: %v %q\nreference %v %q", w.err, w.events, rw.err, rw.events)
@@ -419,7 +416,7 @@ func TestScanJSONSpansAgreesWithScanner(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := newJSONBytes([]byte(in))
-		raw, spans, err := s.captureSpans(1<<20, 2)
+		raw, spans, err := s.captureSpans(1<<20, 2, objectParents)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,43 +429,51 @@ func TestScanJSONSpansAgreesWithScanner(t *testing.T) {
 	}
 }
 
-// Through the manager: a torn or malformed JSON list stores nothing (the view
-// keeps what an earlier list put there), a watch cut inside an event keeps the
-// events before the cut and is not a failure.
-func TestManagerTornJSONListAndCutWatch(t *testing.T) {
-	m, st := newMgr(t, Options{})
-	good := jsonBytes(t, podList(100, "", pod("a", "p1", "n", 10), pod("a", "p2", "n", 11)))
-	info, resp := response(t, kubeletUA, "/api/v1/namespaces/a/pods", "application/json", good, nil)
-	m.CacheResponse(info, resp)
-	drain(t, m, resp, good)
-	want := map[string]uint64{"a/p1": 10, "a/p2": 11}
+// scanInputs are objects the field readers are checked on: nested and escaped
+// strings, non-object metadata and spec, nulls, spaces, a custom resource, {}.
+func scanInputs() []string {
+	return []string{
+		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","namespace":"b","resourceVersion":"12"},"spec":{"nodeName":"n"}}`,
+		`{"metadata":{"annotations":{"x":"}{][\"","k8s.io/initial-events-end":"true"},"name":"a\"b\\c","resourceVersion":"7"},"spec":{"containers":[{"name":"{[\"]}"}],"nodeName":"n\u00e9"}}`,
+		`{"spec":"not an object","metadata":null,"kind":"X"}`,
+		`{"spec":{"nodeName":null},"metadata":{"name":"x","labels":{"a":"b"},"managedFields":[{"f:spec":{"f:x":{}}}],"resourceVersion":"99"}}`,
+		`{ "kind" : "Widget" , "apiVersion":"example.com/v1", "metadata" : { "name" : "w" , "namespace":"ns" } , "spec" : { "size" : 3.5e2, "on": true, "list": [1, 2, [3]] } }`,
+		`{}`,
+	}
+}
 
-	next := jsonBytes(t, podList(200, "", pod("a", "p1", "n", 20), pod("a", "p3", "n", 21)))
-	cut := bytes.Index(next, []byte(`"p3"`))
-	bad := bytes.Replace(next, []byte(`"resourceVersion":"21"`), []byte(`"resourceVersion":"21",}`), 1)
-	for name, body := range map[string][]byte{"torn": next[:cut], "malformed": bad} {
-		info, resp := response(t, kubeletUA, "/api/v1/namespaces/a/pods", "application/json", body, nil)
-		m.CacheResponse(info, resp)
-		drain(t, m, resp, body)
-		got, li := listView(t, st, ListKeyFor(info))
-		if fmt.Sprint(got) != fmt.Sprint(want) || li.ResourceVersion != 100 || li.Complete {
-			t.Fatalf("%s list: view = %v %+v, want the earlier %v at RV 100, marked incomplete", name, got, li, want)
+// The JSON field scanner must agree with encoding/json on whatever it reads.
+func TestScanJSONObjectAgreesWithEncodingJSON(t *testing.T) {
+	inputs := append(scanInputs(), `{"m\u0065tadata":{"name":"escaped-key"}}`)
+	for _, in := range inputs {
+		var f jsonFields
+		if err := scanJSONObject([]byte(in), true, &f); err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
 		}
-	}
-
-	body := watchJSON(t,
-		metav1.WatchEvent{Type: "MODIFIED", Object: runtime.RawExtension{Raw: jsonBytes(t, ptrPod(pod("a", "p1", "n", 150)))}},
-		metav1.WatchEvent{Type: "ADDED", Object: runtime.RawExtension{Raw: jsonBytes(t, ptrPod(pod("a", "p9", "n", 160)))}})
-	body = body[:len(body)-40]
-	failures := m.Stats().Failures
-	winfo, wresp := response(t, kubeletUA, "/api/v1/namespaces/a/pods?watch=1&resourceVersion=100", "application/json", body, nil)
-	m.CacheResponse(winfo, wresp)
-	drain(t, m, wresp, body)
-	got, li := listView(t, st, ListKeyFor(winfo))
-	if got["a/p1"] != 150 || got["a/p9"] != 0 || li.ResourceVersion != 150 {
-		t.Fatalf("cut watch: view = %v %+v, want p1 at 150 and no p9", got, li)
-	}
-	if f := m.Stats().Failures; f != failures {
-		t.Fatalf("a watch cut inside an event counted as a failure (%d -> %d)", failures, f)
+		var ref struct {
+			Kind, APIVersion string
+			Metadata         *struct {
+				Name, Namespace, ResourceVersion string
+				Annotations                      map[string]string
+			}
+			Spec json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(in), &ref); err != nil {
+			t.Fatal(err)
+		}
+		var want jsonFields
+		want.kind, want.apiVersion = []byte(ref.Kind), []byte(ref.APIVersion)
+		if ref.Metadata != nil {
+			want.name, want.namespace, want.resourceVersion = []byte(ref.Metadata.Name), []byte(ref.Metadata.Namespace), []byte(ref.Metadata.ResourceVersion)
+			want.initialEventsEnd = ref.Metadata.Annotations["k8s.io/initial-events-end"] == "true"
+		}
+		var spec struct{ NodeName *string }
+		if json.Unmarshal(ref.Spec, &spec) == nil && spec.NodeName != nil {
+			want.nodeName = []byte(*spec.NodeName)
+		}
+		if f.String() != want.String() {
+			t.Errorf("%s:\n scanner  %v\n encoding/json %v", in, &f, &want)
+		}
 	}
 }

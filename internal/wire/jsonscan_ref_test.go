@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 // scanJSONObject is the reference the span reader is checked against: it walks the
 // whole object and reads kind, apiVersion, metadata.{name,namespace,resourceVersion},

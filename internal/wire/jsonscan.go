@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 import (
 	"bytes"

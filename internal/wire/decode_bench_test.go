@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 type countSink struct{ n int }
 
-func (c *countSink) add(*item) error { c.n++; return nil }
+func (c *countSink) Add(*Item) error { c.n++; return nil }
 
 // benchPods are 10k realistic pods bound to a node.
 func benchPods() []corev1.Pod {
@@ -43,9 +43,9 @@ func BenchmarkDecodeList(b *testing.B) {
 				var s countSink
 				var err error
 				if enc == "json" {
-					_, err = decodeJSONList(bytes.NewReader(body), true, 16<<20, &s)
+					_, err = DecodeJSONList(bytes.NewReader(body), true, 16<<20, &s)
 				} else {
-					_, err = decodeProtoList(bytes.NewReader(body), true, 16<<20, &s)
+					_, err = DecodeProtoList(bytes.NewReader(body), true, 16<<20, &s)
 				}
 				if err != nil || s.n != 10000 {
 					b.Fatalf("decoded %d items: %v", s.n, err)
@@ -76,11 +76,11 @@ func BenchmarkDecodeWatch(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		d := newJSONWatchDecoder(bytes.NewReader(body), true, 16<<20)
+		d := NewJSONWatchDecoder(bytes.NewReader(body), true, 16<<20)
 		n := 0
 		for {
-			var ev watchEvent
-			err := d.next(&ev)
+			var ev Event
+			err := d.Next(&ev)
 			if err == io.EOF {
 				break
 			}

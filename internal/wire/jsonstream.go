@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 import (
 	"encoding/json"
@@ -44,8 +44,9 @@ type jsonStream struct {
 	rerr  error // sticky read error (io.EOF at the end)
 	stack []byte
 
-	spanDepth int // record the members of objects this deep in a captured value
-	spans     []jsonSpan
+	spanDepth  int               // record the members of objects this deep in a captured value
+	spanParent func([]byte) bool // ... nested in members whose raw key it accepts
+	spans      []jsonSpan
 }
 
 func newJSONStream(r io.Reader) *jsonStream {
@@ -374,7 +375,7 @@ func (s *jsonStream) value() error {
 			}
 			if r {
 				pend[d].ke = int32(s.pos - s.mark)
-				want[d] = spanParent(s.buf[s.mark+int(pend[d].ks)+1 : s.pos-1])
+				want[d] = s.spanParent(s.buf[s.mark+int(pend[d].ks)+1 : s.pos-1])
 			}
 			st = stColon
 		case stColon:
@@ -427,7 +428,7 @@ func endSpan(stack []byte, rec int, want *[maxSpanDepth + 1]bool, pend *[maxSpan
 const maxSpanDepth = 3
 
 // wanted reports whether the members at depth d are recorded: all the members
-// they are nested in are spanParent.
+// they are nested in are accepted by the caller's spanParent.
 func wanted(want *[maxSpanDepth + 1]bool, d int) bool {
 	for j := 1; j < d; j++ {
 		if !want[j] {
@@ -435,18 +436,6 @@ func wanted(want *[maxSpanDepth + 1]bool, d int) bool {
 		}
 	}
 	return true
-}
-
-// spanParent reports whether the members of a member named key (raw, between
-// the quotes) are recorded: only those of the members the cache reads fields
-// from (a watch event's object, metadata, spec); the others are validated and
-// left alone. An escaped key is recorded, to be compared once unquoted.
-func spanParent(key []byte) bool {
-	switch string(key) {
-	case "object", "metadata", "spec":
-		return true
-	}
-	return hasBackslash(key)
 }
 
 // jsonSpan is one member of an object inside a captured value, as offsets from
@@ -460,11 +449,14 @@ type jsonSpan struct {
 }
 
 // captureSpans is capture that also returns the members of the objects nested at
-// most depth deep in the value (valid until the next call on s).
-func (s *jsonStream) captureSpans(limit, depth int) ([]byte, []jsonSpan, error) {
-	s.spans, s.spanDepth = s.spans[:0], depth
+// most depth deep in the value (valid until the next call on s). Below the top
+// level, only the members of members whose raw key (between the quotes) parent
+// accepts are recorded; the others are validated and left alone. The stream knows
+// JSON only: which members matter is the caller's knowledge.
+func (s *jsonStream) captureSpans(limit, depth int, parent func(key []byte) bool) ([]byte, []jsonSpan, error) {
+	s.spans, s.spanDepth, s.spanParent = s.spans[:0], depth, parent
 	v, err := s.capture(min(limit, math.MaxInt32))
-	s.spanDepth = 0
+	s.spanDepth, s.spanParent = 0, nil
 	return v, s.spans, err
 }
 

@@ -1,4 +1,4 @@
-package cachemgr
+package wire
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 // case), list items and watch objects must be JSON objects (the old path stored
 // an empty item for anything else), and "object": null is refused.
 
-func refDecodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
-	var lm listMeta
+func refDecodeJSONList(r io.Reader, pod bool, sink ListSink) (ListMeta, error) {
+	var lm ListMeta
 	dec := json.NewDecoder(r)
 	if err := refExpectDelim(dec, '{'); err != nil {
 		return lm, err
@@ -30,10 +30,10 @@ func refDecodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
 		key, _ := tok.(string)
 		switch key {
 		case "kind":
-			if err := dec.Decode(&lm.kind); err != nil {
+			if err := dec.Decode(&lm.Kind); err != nil {
 				return lm, err
 			}
-			lm.itemKind = itemKind(lm.kind)
+			lm.ItemKind = ItemKind(lm.Kind)
 		case "apiVersion":
 			if err := dec.Decode(&apiVersion); err != nil {
 				return lm, err
@@ -56,11 +56,11 @@ func refDecodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
 			}); err != nil {
 				return lm, err
 			}
-			n, err := parseRV(rv)
+			n, err := ParseRV(rv)
 			if err != nil {
 				return lm, err
 			}
-			lm.rv, lm.cont = n, cont
+			lm.RV, lm.Continue = n, cont
 		case "items":
 			tok, err := dec.Token()
 			if err != nil {
@@ -80,11 +80,11 @@ func refDecodeJSONList(r io.Reader, pod bool, sink listSink) (listMeta, error) {
 				if raw[0] != '{' {
 					return lm, errors.New("list item: not an object")
 				}
-				var it item
-				if err := parseJSONItem(raw, lm.itemKind, apiVersion, pod, &it); err != nil {
+				var it Item
+				if err := ParseJSONItem(raw, lm.ItemKind, apiVersion, pod, &it); err != nil {
 					return lm, err
 				}
-				if err := sink.add(&it); err != nil {
+				if err := sink.Add(&it); err != nil {
 					return lm, err
 				}
 			}
@@ -142,7 +142,7 @@ type refWatchDecoder struct {
 	pod bool
 }
 
-func (d *refWatchDecoder) next(ev *watchEvent) error {
+func (d *refWatchDecoder) Next(ev *Event) error {
 	var raw json.RawMessage
 	if err := d.dec.Decode(&raw); err != nil {
 		return err
@@ -162,13 +162,13 @@ func (d *refWatchDecoder) next(ev *watchEvent) error {
 	}); err != nil || string(raw) == "null" {
 		return fmt.Errorf("watch event: %v", err)
 	}
-	ev.typ = typ
+	ev.Type = typ
 	if typ == "ERROR" {
-		ev.it = item{}
+		ev.Item = Item{}
 		return nil
 	}
 	if len(obj) == 0 || obj[0] != '{' {
 		return errors.New("watch object is not an object")
 	}
-	return parseJSONItem(obj, "", "", d.pod, &ev.it)
+	return ParseJSONItem(obj, "", "", d.pod, &ev.Item)
 }
