@@ -49,6 +49,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // The filter names, as OpenYurt v1.7 spells them (flags and yurt-hub-cfg use them).
@@ -99,7 +101,18 @@ const (
 )
 
 // protoMagic prefixes every Kubernetes protobuf envelope (runtime.Unknown).
-var protoMagic = []byte{'k', '8', 's', 0}
+var protoMagic = wire.ProtoMagic
+
+// marshalEnvelope writes u as a protobuf document ("k8s\x00" + Unknown), keeping
+// every field the input envelope had (content type and encoding included).
+func marshalEnvelope(u *runtime.Unknown) ([]byte, error) {
+	b := make([]byte, len(protoMagic)+u.Size())
+	copy(b, protoMagic)
+	if _, err := u.MarshalToSizedBuffer(b[len(protoMagic):]); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
 // protoMessage is what the generated k8s.io/api types implement.
 type protoMessage interface {
@@ -253,12 +266,7 @@ func (d *Decoded) Encode() ([]byte, error) {
 		}
 		u := *d.envelope
 		u.Raw = msg
-		b := make([]byte, len(protoMagic)+u.Size())
-		copy(b, protoMagic)
-		if _, err := u.MarshalToSizedBuffer(b[len(protoMagic):]); err != nil {
-			return nil, err
-		}
-		return b, nil
+		return marshalEnvelope(&u)
 	}
 }
 

@@ -410,9 +410,8 @@ func (s *stream) protoEvent(wt *Watch, frame []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	u.Raw = raw
-	b := make([]byte, len(protoMagic)+u.Size())
-	copy(b, protoMagic)
-	if _, err := u.MarshalToSizedBuffer(b[len(protoMagic):]); err != nil {
+	b, err := marshalEnvelope(&u)
+	if err != nil {
 		return nil, false, err
 	}
 	return b, true, ferr
