@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/binary"
@@ -385,16 +386,21 @@ func (s *stream) protoWatch(in io.Reader, w io.Writer) error {
 	}
 }
 
+// protoEvent filters one frame: a metav1.WatchEvent message, bare (what the
+// apiserver's protobuf stream serializer writes) or enveloped; its object is an
+// enveloped document. The frame is returned in the form it came in.
 func (s *stream) protoEvent(wt *Watch, frame []byte) ([]byte, bool, error) {
-	if len(frame) < len(protoMagic) || string(frame[:len(protoMagic)]) != string(protoMagic) {
-		return nil, false, errors.New("watch frame without the protobuf envelope")
-	}
-	var u runtime.Unknown
-	if err := u.Unmarshal(frame[len(protoMagic):]); err != nil {
-		return nil, false, fmt.Errorf("watch frame envelope: %w", err)
+	msg := frame
+	var u *runtime.Unknown
+	if bytes.HasPrefix(frame, protoMagic) {
+		u = &runtime.Unknown{}
+		if err := u.Unmarshal(frame[len(protoMagic):]); err != nil {
+			return nil, false, fmt.Errorf("watch frame envelope: %w", err)
+		}
+		msg = u.Raw
 	}
 	var ev metav1.WatchEvent
-	if err := ev.Unmarshal(u.Raw); err != nil {
+	if err := ev.Unmarshal(msg); err != nil {
 		return nil, false, fmt.Errorf("watch event: %w", err)
 	}
 	typ, obj, send, ferr := wt.Event(ev.Type, ev.Object.Raw, Protobuf)
@@ -409,8 +415,11 @@ func (s *stream) protoEvent(wt *Watch, frame []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if u == nil {
+		return raw, true, ferr
+	}
 	u.Raw = raw
-	b, err := marshalEnvelope(&u)
+	b, err := marshalEnvelope(u)
 	if err != nil {
 		return nil, false, err
 	}

@@ -1,0 +1,318 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/yurthub/yurthub/internal/testkube"
+)
+
+const kubeProxyConf = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nclientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\nmode: iptables\n"
+
+// componentClient is a client through the hub's plain proxy port with the
+// User-Agent of a real node component (product/version (os/arch) kubernetes/commit),
+// protobuf as client-go's typed clients of kube-proxy and kubelet ask.
+func componentClient(c *testkube.Cluster, port int, product string) kubernetes.Interface {
+	ua := strings.Replace(c.KubeletUserAgent(), "kubelet/", product+"/", 1)
+	rc := &rest.Config{Host: fmt.Sprintf("http://127.0.0.1:%d", port), UserAgent: ua, QPS: -1}
+	rc.ContentType, rc.AcceptContentTypes = runtime.ContentTypeProtobuf, runtime.ContentTypeProtobuf+","+runtime.ContentTypeJSON
+	return kubernetes.NewForConfigOrDie(rc)
+}
+
+// proxyView is kube-proxy's view: real informers on services and endpointslices,
+// recording the events their handlers get.
+type proxyView struct {
+	factory informers.SharedInformerFactory
+	stop    chan struct{}
+	mu      sync.Mutex
+	events  []string // "ADD svc default/x", "DELETE slice default/y", ...
+}
+
+func startProxyView(t *testing.T, cs kubernetes.Interface) *proxyView {
+	t.Helper()
+	v := &proxyView{factory: informers.NewSharedInformerFactory(cs, 0), stop: make(chan struct{})}
+	rec := func(kind string) cache.ResourceEventHandler {
+		add := func(op string, obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			m, _ := obj.(metav1.Object)
+			if m == nil {
+				return
+			}
+			v.mu.Lock()
+			v.events = append(v.events, op+" "+kind+" "+m.GetNamespace()+"/"+m.GetName())
+			v.mu.Unlock()
+		}
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { add("ADD", o) },
+			UpdateFunc: func(_, o any) { add("UPDATE", o) },
+			DeleteFunc: func(o any) { add("DELETE", o) },
+		}
+	}
+	_, _ = v.factory.Core().V1().Services().Informer().AddEventHandler(rec("svc"))
+	_, _ = v.factory.Discovery().V1().EndpointSlices().Informer().AddEventHandler(rec("slice"))
+	v.factory.Start(v.stop)
+	for typ, ok := range v.factory.WaitForCacheSync(v.stop) {
+		if !ok {
+			t.Fatalf("informer %v not synced", typ)
+		}
+	}
+	t.Cleanup(func() { close(v.stop); v.factory.Shutdown() })
+	return v
+}
+
+func (v *proxyView) service(ns, name string) *corev1.Service {
+	o, ok, _ := v.factory.Core().V1().Services().Informer().GetStore().GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	return o.(*corev1.Service)
+}
+
+func (v *proxyView) slice(ns, name string) *discoveryv1.EndpointSlice {
+	o, ok, _ := v.factory.Discovery().V1().EndpointSlices().Informer().GetStore().GetByKey(ns + "/" + name)
+	if !ok {
+		return nil
+	}
+	return o.(*discoveryv1.EndpointSlice)
+}
+
+func (v *proxyView) saw(ev string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Contains(v.events, ev)
+}
+
+func sliceAddrs(s *discoveryv1.EndpointSlice) []string {
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range s.Endpoints {
+		out = append(out, e.Addresses...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// kubernetesSlice is the apiserver's own EndpointSlice of default/kubernetes.
+const kubernetesSlice = "kubernetes"
+
+// TestFiltersThroughHub: real kube-proxy and kubelet clients (client-go informers,
+// their User-Agents, protobuf) through the hub against a real apiserver see the
+// seven filters' rewrites; a change of a Service makes the watch deliver the
+// right DELETED/ADDED; a topology annotation change ends kube-proxy's slice watch
+// so it relists filtered anew; yurt-hub-cfg adds a component live; offline, a new
+// kube-proxy informer sees the same filtered state from the cache.
+func TestFiltersThroughHub(t *testing.T) {
+	const node = "edge-1"
+	c := testkube.Start(t, testkube.Options{Nodes: []string{node, "edge-2"}})
+	c.GrantNodeReadAll(t, node)
+	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	ctx := context.Background()
+	mustCreate := func(_ any, err error) {
+		t.Helper()
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	svc := func(name string, typ corev1.ServiceType, ann map[string]string) *corev1.Service {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+			Spec: corev1.ServiceSpec{Type: typ, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+		return s
+	}
+	mustCreate(admin.CoreV1().Services("default").Create(ctx, svc("web", corev1.ServiceTypeClusterIP, map[string]string{"openyurt.io/topologyKeys": "kubernetes.io/hostname"}), metav1.CreateOptions{}))
+	mustCreate(admin.CoreV1().Services("default").Create(ctx, svc("lb", corev1.ServiceTypeLoadBalancer, map[string]string{"svc.openyurt.io/discard": "true"}), metav1.CreateOptions{}))
+	mustCreate(admin.CoreV1().Services("default").Create(ctx, svc("np-other-pool", corev1.ServiceTypeNodePort, map[string]string{"nodeport.openyurt.io/listen": "pool-b"}), metav1.CreateOptions{}))
+	mustCreate(admin.CoreV1().Services("default").Create(ctx, svc("np-here", corev1.ServiceTypeNodePort, map[string]string{"nodeport.openyurt.io/listen": "pool-a"}), metav1.CreateOptions{}))
+	ready := true
+	ep := func(ip, n string) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{Addresses: []string{ip}, NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
+	}
+	port := int32(80)
+	mustCreate(admin.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Endpoints: []discoveryv1.Endpoint{ep("10.1.0.1", node), ep("10.1.0.2", "edge-2")},
+		Ports: []discoveryv1.EndpointPort{{Port: &port}}}, metav1.CreateOptions{}))
+	// the harness runs the apiserver with --endpoint-reconciler-type=none: write
+	// the slice its reconciler would
+	https, apiPort := "https", int32(c.APIServer().Port())
+	mustCreate(admin.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: kubernetesSlice, Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &https, Port: &apiPort}}}, metav1.CreateOptions{}))
+	mustCreate(admin.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy"},
+		Data: map[string]string{"config.conf": kubeProxyConf}}, metav1.CreateOptions{}))
+	mustCreate(admin.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox",
+			Env: []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}}}}}, metav1.CreateOptions{}))
+
+	cfg := kubeletHubConfig(t, c, node, t.TempDir())
+	cfg.NodePoolName = "pool-a"
+	logs, stop := runHub(t, cfg)
+	defer stop()
+	hubPort := int32(cfg.ProxySecurePort)
+
+	// kube-proxy
+	kp := startProxyView(t, componentClient(c, cfg.ProxyPort, "kube-proxy"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := kp.slice("default", kubernetesSlice)
+		if s != nil && slices.Equal(sliceAddrs(s), []string{cfg.BindProxyAddress}) && s.Ports[0].Port != nil && *s.Ports[0].Port == hubPort {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-proxy's default/kubernetes slice does not point at the hub %s:%d: %+v\n%s", cfg.BindProxyAddress, hubPort, s, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := sliceAddrs(kp.slice("default", "web-1")); !slices.Equal(got, []string{"10.1.0.1"}) {
+		t.Fatalf("kube-proxy's web-1 slice: %v, want only this node's 10.1.0.1", got)
+	}
+	for _, gone := range []string{"lb", "np-other-pool"} {
+		if kp.service("default", gone) != nil {
+			t.Fatalf("kube-proxy sees service %s", gone)
+		}
+	}
+	if kp.service("default", "np-here") == nil || kp.service("default", "kubernetes") == nil {
+		t.Fatal("kube-proxy lost a service it must see")
+	}
+	if s := kp.service("default", "kubernetes"); s.Spec.ClusterIP == cfg.BindProxyAddress {
+		t.Fatal("masterservice applied to kube-proxy (it is kubelet's)")
+	}
+	t.Logf("kube-proxy: kubernetes slice %v:%d, web-1 %v, services lb and np-other-pool absent",
+		sliceAddrs(kp.slice("default", kubernetesSlice)), hubPort, sliceAddrs(kp.slice("default", "web-1")))
+
+	// kubelet
+	kl := componentClient(c, cfg.ProxyPort, "kubelet")
+	svcs, err := kl.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kube *corev1.Service
+	for i := range svcs.Items {
+		if svcs.Items[i].Namespace == "default" && svcs.Items[i].Name == "kubernetes" {
+			kube = &svcs.Items[i]
+		}
+	}
+	if kube == nil || kube.Spec.ClusterIP != cfg.BindProxyAddress || kube.Spec.Ports[0].Port != hubPort {
+		t.Fatalf("kubelet's default/kubernetes: %+v", kube)
+	}
+	cm, err := kl.CoreV1().ConfigMaps("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cm.Data["config.conf"], "#kubeconfig:") {
+		t.Fatalf("kubelet's kube-proxy ConfigMap: %q", cm.Data["config.conf"])
+	}
+	pods, err := kl.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].Spec.Containers[0].Env[0].Value != cfg.BindProxyAddress ||
+		pods.Items[0].Spec.Containers[0].Env[1].Value != fmt.Sprint(hubPort) {
+		t.Fatalf("kubelet's pod env: %+v", pods.Items)
+	}
+	t.Logf("kubelet: default/kubernetes %s:%d, kube-proxy config.conf kubeconfig commented, pod env %s=%s",
+		kube.Spec.ClusterIP, kube.Spec.Ports[0].Port, pods.Items[0].Spec.Containers[0].Env[0].Name, pods.Items[0].Spec.Containers[0].Env[0].Value)
+
+	// a Service that starts passing arrives as ADDED, one that stops as DELETED
+	patch := func(name, ann string) {
+		t.Helper()
+		p := fmt.Sprintf(`{"metadata":{"annotations":{"svc.openyurt.io/discard":%q}}}`, ann)
+		if _, err := admin.CoreV1().Services("default").Patch(ctx, name, types.MergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch("lb", "false")
+	waitUntilTrue(t, 10*time.Second, "kube-proxy to get lb ADDED", func() bool { return kp.saw("ADD svc default/lb") })
+	patch("lb", "true")
+	waitUntilTrue(t, 10*time.Second, "kube-proxy to get lb DELETED", func() bool { return kp.saw("DELETE svc default/lb") })
+	if kp.service("default", "lb") != nil {
+		t.Fatal("lb still in kube-proxy's store")
+	}
+
+	// the topology annotation goes: kube-proxy's slice watch ends, it relists, and
+	// web-1 has both endpoints again
+	if _, err := admin.CoreV1().Services("default").Patch(ctx, "web", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"openyurt.io/topologyKeys":null}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntilTrue(t, 15*time.Second, "kube-proxy's web-1 to have both endpoints after the annotation went", func() bool {
+		return slices.Equal(sliceAddrs(kp.slice("default", "web-1")), []string{"10.1.0.1", "10.1.0.2"})
+	})
+	if _, err := admin.CoreV1().Services("default").Patch(ctx, "web", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"openyurt.io/topologyKeys":"kubernetes.io/hostname"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntilTrue(t, 15*time.Second, "kube-proxy's web-1 to be this node's only again", func() bool {
+		return slices.Equal(sliceAddrs(kp.slice("default", "web-1")), []string{"10.1.0.1"})
+	})
+
+	// yurt-hub-cfg: servicetopology for one more component, live
+	other := componentClient(c, cfg.ProxyPort, "my-proxy")
+	webFor := func(cs kubernetes.Interface) []string {
+		l, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
+		if err != nil || len(l.Items) != 1 {
+			return nil
+		}
+		return sliceAddrs(&l.Items[0])
+	}
+	if got := webFor(other); len(got) != 2 {
+		t.Fatalf("my-proxy before yurt-hub-cfg: %v, want both endpoints", got)
+	}
+	mustCreate(admin.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "yurt-hub-cfg"},
+		Data: map[string]string{"servicetopology": "my-proxy"}}, metav1.CreateOptions{}))
+	waitUntilTrue(t, 15*time.Second, "my-proxy to be filtered after yurt-hub-cfg names it", func() bool {
+		return slices.Equal(webFor(other), []string{"10.1.0.1"})
+	})
+
+	// offline: a new kube-proxy informer gets the same filtered state from the cache
+	c.APIServer().Stop(t)
+	kp2 := startProxyView(t, componentClient(c, cfg.ProxyPort, "kube-proxy"))
+	if got := sliceAddrs(kp2.slice("default", "web-1")); !slices.Equal(got, []string{"10.1.0.1"}) {
+		t.Fatalf("offline web-1: %v", got)
+	}
+	if got := sliceAddrs(kp2.slice("default", kubernetesSlice)); !slices.Equal(got, []string{cfg.BindProxyAddress}) {
+		t.Fatalf("offline kubernetes slice: %v", got)
+	}
+	if kp2.service("default", "lb") != nil || kp2.service("default", "np-other-pool") != nil {
+		t.Fatal("offline: a dropped service is served")
+	}
+	t.Logf("offline: web-1 %v, kubernetes slice %v, lb and np-other-pool absent", sliceAddrs(kp2.slice("default", "web-1")),
+		sliceAddrs(kp2.slice("default", kubernetesSlice)))
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.ServePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`node_yurthub_filter_objects_total{filter="discardcloudservice",outcome="dropped"}`,
+		`node_yurthub_filter_objects_total{filter="servicetopology",outcome="rewritten"}`,
+		`node_yurthub_filter_objects_total{filter="masterservice",outcome="rewritten"}`} {
+		if grepLines(string(m), want) == "" {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	t.Logf("/metrics:\n%s", grepLines(string(m), "node_yurthub_filter_objects_total{"))
+}
