@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,11 +19,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/yurthub/yurthub/internal/config"
+	"github.com/yurthub/yurthub/internal/testenv"
 	"github.com/yurthub/yurthub/internal/testkube"
 )
 
@@ -315,4 +320,181 @@ func TestFiltersThroughHub(t *testing.T) {
 		}
 	}
 	t.Logf("/metrics:\n%s", grepLines(string(m), "node_yurthub_filter_objects_total{"))
+}
+
+// runHubDebug is runHub with DEBUG logging (the local watches log when they
+// start).
+func runHubDebug(t *testing.T, cfg *config.Config) (*testenv.LogBuffer, func()) {
+	t.Helper()
+	logs := &testenv.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the hub did not stop within 30s")
+		}
+	}
+	t.Cleanup(stop)
+	waitHubReady(t, cfg)
+	return logs, stop
+}
+
+// TestEndpointRepairOffline (openyurtio/openyurt#2810): offline, kubelet reports a
+// pod's new IP (PATCH pods/x/status, kubelet's User-Agent); kube-proxy's running
+// informer on endpointslices gets the slice with the new address as MODIFIED
+// within 1 s; readiness false takes the endpoint out of ready; when the cloud is
+// back, kube-proxy relists and the cloud's slice wins.
+func TestEndpointRepairOffline(t *testing.T) {
+	const node = "edge-1"
+	c := testkube.Start(t, testkube.Options{Nodes: []string{node}})
+	c.GrantNodeReadAll(t, node)
+	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	ctx := context.Background()
+	const oldIP, newIP = "10.244.1.5", "10.244.1.9"
+
+	if _, err := admin.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := admin.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app-0", Labels: map[string]string{"app": "app"}},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: oldIP, PodIPs: []corev1.PodIP{{IP: oldIP}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if pod, err = admin.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready, port, n := true, int32(80), node
+	if _, err := admin.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "app-abc", Labels: map[string]string{discoveryv1.LabelServiceName: "app"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{oldIP}, NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: pod.Name, UID: pod.UID}},
+			{Addresses: []string{"10.244.2.3"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "elsewhere", UID: "other-uid"}}},
+		Ports: []discoveryv1.EndpointPort{{Port: &port}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := kubeletHubConfig(t, c, node, t.TempDir())
+	logs, stop := runHubDebug(t, cfg)
+	defer stop()
+
+	// kubelet has its pods cached (its pod list), kube-proxy its slices (informer)
+	kl := componentClient(c, cfg.ProxyPort, "kubelet")
+	if l, err := kl.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}); err != nil || len(l.Items) != 1 {
+		t.Fatalf("kubelet's pod list: %v", err)
+	}
+	kp := startProxyView(t, componentClient(c, cfg.ProxyPort, "kube-proxy"))
+	addrOf := func() (string, bool) {
+		s := kp.slice("default", "app-abc")
+		if s == nil {
+			return "", false
+		}
+		for _, e := range s.Endpoints {
+			if e.TargetRef != nil && e.TargetRef.Name == "app-0" {
+				return strings.Join(e.Addresses, ","), e.Conditions.Ready != nil && *e.Conditions.Ready
+			}
+		}
+		return "", false
+	}
+	if a, r := addrOf(); a != oldIP || !r {
+		t.Fatalf("online: kube-proxy sees %s ready=%v", a, r)
+	}
+
+	// the cloud goes; kube-proxy's watch moves to the hub's local watch
+	c.APIServer().Stop(t)
+	waitUntilTrue(t, 30*time.Second, "kube-proxy's endpointslices watch to be served locally", func() bool {
+		return grepLines(logs.String(), `msg="local watch started"`) != "" &&
+			strings.Contains(grepLines(logs.String(), `msg="local watch started"`), "endpointslices")
+	})
+	var mu sync.Mutex
+	var got []time.Time
+	var gotAddr []string
+	_, _ = kp.factory.Discovery().V1().EndpointSlices().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, o any) {
+			s := o.(*discoveryv1.EndpointSlice)
+			if s.Name != "app-abc" {
+				return
+			}
+			mu.Lock()
+			got = append(got, time.Now())
+			gotAddr = append(gotAddr, strings.Join(sliceAddrs(s), ","))
+			mu.Unlock()
+		},
+	})
+
+	// kubelet's status manager patches with a two-way strategic merge patch from
+	// the status it last wrote to the new one (podutil.PatchPodStatus)
+	last := pod.Status
+	patchStatus := func(ip string, readyNow corev1.ConditionStatus) time.Time {
+		t.Helper()
+		next := *last.DeepCopy()
+		next.PodIP, next.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+		next.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: readyNow}}
+		o, _ := json.Marshal(corev1.Pod{Status: last})
+		m, _ := json.Marshal(corev1.Pod{Status: next})
+		p, err := strategicpatch.CreateTwoWayMergePatch(o, m, corev1.Pod{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = next
+		sent := time.Now()
+		if _, err := kl.CoreV1().Pods("default").Patch(ctx, "app-0", types.StrategicMergePatchType, p, metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatalf("kubelet's offline status patch: %v", err)
+		}
+		return sent
+	}
+	sent := patchStatus(newIP, corev1.ConditionTrue)
+	deadline := sent.Add(time.Second)
+	for {
+		if a, r := addrOf(); a == newIP && r {
+			break
+		}
+		if time.Now().After(deadline) {
+			a, r := addrOf()
+			t.Fatalf("no MODIFIED slice with the new address within 1 s: kube-proxy sees %s ready=%v\n%s", a, r, grepLines(logs.String(), "repair"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	took := got[0].Sub(sent)
+	mu.Unlock()
+	t.Logf("endpoint repair: old IP %s, new IP %s, MODIFIED event at kube-proxy's informer %s after kubelet's PATCH", oldIP, newIP, took.Round(100*time.Microsecond))
+	t.Logf("hub: %s", grepLines(logs.String(), "endpoints repaired offline"))
+	if a := sliceAddrs(kp.slice("default", "app-abc")); !slices.Contains(a, "10.244.2.3") {
+		t.Fatalf("the other pod's endpoint was touched: %v", a)
+	}
+
+	patchStatus(newIP, corev1.ConditionFalse)
+	waitUntilTrue(t, time.Second, "the endpoint to be not ready", func() bool {
+		a, r := addrOf()
+		return a == newIP && !r
+	})
+	t.Logf("readiness false: kube-proxy's endpoint %s ready=false", newIP)
+
+	// the cloud comes back: the local watch ends with 410, kube-proxy relists, the
+	// cloud's slice (which never heard of the new IP) wins
+	c.APIServer().Start(t)
+	waitUntilTrue(t, 60*time.Second, "kube-proxy to hold the cloud's slice again", func() bool {
+		a, r := addrOf()
+		return a == oldIP && r
+	})
+	t.Logf("cloud back: kube-proxy's endpoint is the cloud's %s again", oldIP)
 }

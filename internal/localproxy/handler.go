@@ -67,6 +67,9 @@ type Handler struct {
 	closing   chan struct{}
 	watches   sync.WaitGroup
 	active    atomic.Int64
+	// notify carries objects the offline path changed (endpoint repair) to the
+	// local watches.
+	notify notifier
 }
 
 // New returns the local handler.

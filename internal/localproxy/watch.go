@@ -217,6 +217,12 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 	}
 	log.Debug("local watch started", slog.Uint64("resourceVersion", rv))
 
+	// objects the offline path changes (endpoint repair) arrive as MODIFIED
+	local, unsubscribe := h.notify.subscribe(info.Component, cachekey.List(info).Resource)
+	defer unsubscribe()
+	match, merr := newMatcher(info.Namespace, info.LabelSelector, info.FieldSelector, info.Resource)
+	repaired := false
+
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(h.opts.HealthPollInterval)
@@ -237,9 +243,32 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 			return
 		case <-poll.C:
 			if h.cloudHealthy() {
+				if repaired {
+					// the client holds objects only this node changed: make it relist
+					// from the cloud, whose objects win
+					log.Info("cloud reachable again: ending the local watch with 410 Expired so the client relists the objects repaired offline from the cloud")
+					st := apierrors.NewResourceExpired("yurthub: the cloud kube-apiserver is reachable again and objects on this watch were repaired offline; relist to get the cloud's").ErrStatus
+					_ = ew.status(&st)
+					_ = ew.flush()
+					return
+				}
 				log.Info("cloud reachable again: ending the local watch so the client re-watches the cloud")
 				return
 			}
+		case ev := <-local:
+			if merr != nil {
+				continue
+			}
+			if ok, err := match.match(ev.obj); err != nil || !ok {
+				continue
+			}
+			if err := ew.object("MODIFIED", ev.obj); err != nil {
+				return
+			}
+			if err := ew.flush(); err != nil {
+				return
+			}
+			repaired = true
 		case <-bookmarks:
 			if v != nil {
 				if li, err := h.st.GetListInfo(ctx, v.key); err == nil && li.ResourceVersion > rv {
