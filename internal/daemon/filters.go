@@ -17,6 +17,7 @@ import (
 // hubFilters are the response filters and what feeds them.
 type hubFilters struct {
 	settings  *filter.Settings
+	cfg       *config.Config
 	services  *filter.ServiceStore
 	responses *filter.Responses
 	pool      *filter.StaticPool
@@ -53,16 +54,25 @@ func newFilters(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*hubF
 	if fi, err := os.Stat(spool); err != nil || !fi.IsDir() {
 		spool = ""
 	}
-	return &hubFilters{settings: s, services: services, pool: pool, log: log,
+	return &hubFilters{settings: s, cfg: cfg, services: services, pool: pool, log: log,
 		responses: &filter.Responses{Settings: s, SpoolDir: spool, Log: log}}, nil
 }
 
 // watch starts what the filters read from the cluster, through the hub's own
 // proxy port as component "yurthub" (so it is cached and known after an offline
-// restart): the Services, for servicetopology.
+// restart): the Services, for servicetopology, and the NodePools (with
+// --enable-node-pool or --enable-pool-service-topology).
 func (f *hubFilters) watch(ctx context.Context, self *rest.Config) {
 	if len(f.settings.Enabled()) == 0 {
 		return
+	}
+	if f.settings.Env().PoolTopology {
+		np := &filter.NodePools{NodeName: f.cfg.NodeName, FlagPool: f.cfg.NodePoolName, Pool: f.pool, Log: f.log,
+			OnChange: func(reason string) {
+				f.settings.EndStreams(filter.ServiceTopology, reason)
+				f.settings.EndStreams(filter.NodePortIsolation, reason)
+			}}
+		go np.Run(ctx, rest.CopyConfig(self))
 	}
 	c, err := kubescheme.NewRESTClient(self, corev1.SchemeGroupVersion)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -171,6 +173,22 @@ func TestFiltersThroughHub(t *testing.T) {
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "busybox",
 			Env: []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}}}}}, metav1.CreateOptions{}))
 
+	// NodePool: the CRD as OpenYurt installs it, pool-a = {edge-1, edge-3}, and a
+	// pool-scoped Service whose slice has endpoints in and out of the pool
+	c.Kubectl(t, "apply", "-f", filepath.Join(testenv.RepoRoot(t), "testdata", "openyurt", "nodepools.apps.openyurt.io.yaml"))
+	c.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", "crd/nodepools.apps.openyurt.io")
+	npFile := filepath.Join(t.TempDir(), "pool-a.yaml")
+	if err := os.WriteFile(npFile, []byte("apiVersion: apps.openyurt.io/v1beta2\nkind: NodePool\nmetadata:\n  name: pool-a\nspec:\n  type: Edge\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Kubectl(t, "apply", "-f", npFile)
+	c.Kubectl(t, "patch", "nodepools.apps.openyurt.io", "pool-a", "--subresource=status", "--type=merge", "-p", `{"status":{"nodes":["edge-1","edge-3"]}}`)
+	mustCreate(admin.CoreV1().Services("default").Create(ctx, svc("pooled", corev1.ServiceTypeClusterIP, map[string]string{"openyurt.io/topologyKeys": "openyurt.io/nodepool"}), metav1.CreateOptions{}))
+	mustCreate(admin.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "pooled-1", Labels: map[string]string{discoveryv1.LabelServiceName: "pooled"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Endpoints: []discoveryv1.Endpoint{ep("10.2.0.1", node), ep("10.2.0.2", "edge-2"), ep("10.2.0.3", "edge-3")},
+		Ports: []discoveryv1.EndpointPort{{Port: &port}}}, metav1.CreateOptions{}))
+
 	cfg := kubeletHubConfig(t, c, node, t.TempDir())
 	cfg.NodePoolName = "pool-a"
 	logs, stop := runHub(t, cfg)
@@ -193,6 +211,19 @@ func TestFiltersThroughHub(t *testing.T) {
 	if got := sliceAddrs(kp.slice("default", "web-1")); !slices.Equal(got, []string{"10.1.0.1"}) {
 		t.Fatalf("kube-proxy's web-1 slice: %v, want only this node's 10.1.0.1", got)
 	}
+	waitUntilTrue(t, 15*time.Second, "kube-proxy's pooled-1 slice to hold pool-a's endpoints only", func() bool {
+		return slices.Equal(sliceAddrs(kp.slice("default", "pooled-1")), []string{"10.2.0.1", "10.2.0.3"})
+	})
+	t.Logf("kube-proxy: pooled-1 (pool-a = edge-1, edge-3 by NodePool) %v", sliceAddrs(kp.slice("default", "pooled-1")))
+	// the pool gains edge-2: kube-proxy's slice watch ends, the relist has it
+	c.Kubectl(t, "patch", "nodepools.apps.openyurt.io", "pool-a", "--subresource=status", "--type=merge", "-p", `{"status":{"nodes":["edge-1","edge-2","edge-3"]}}`)
+	waitUntilTrue(t, 15*time.Second, "kube-proxy's pooled-1 to follow the pool's new member", func() bool {
+		return slices.Equal(sliceAddrs(kp.slice("default", "pooled-1")), []string{"10.2.0.1", "10.2.0.2", "10.2.0.3"})
+	})
+	c.Kubectl(t, "patch", "nodepools.apps.openyurt.io", "pool-a", "--subresource=status", "--type=merge", "-p", `{"status":{"nodes":["edge-1","edge-3"]}}`)
+	waitUntilTrue(t, 15*time.Second, "kube-proxy's pooled-1 to lose edge-2 again", func() bool {
+		return slices.Equal(sliceAddrs(kp.slice("default", "pooled-1")), []string{"10.2.0.1", "10.2.0.3"})
+	})
 	for _, gone := range []string{"lb", "np-other-pool"} {
 		if kp.service("default", gone) != nil {
 			t.Fatalf("kube-proxy sees service %s", gone)
@@ -296,6 +327,9 @@ func TestFiltersThroughHub(t *testing.T) {
 	kp2 := startProxyView(t, componentClient(c, cfg.ProxyPort, "kube-proxy"))
 	if got := sliceAddrs(kp2.slice("default", "web-1")); !slices.Equal(got, []string{"10.1.0.1"}) {
 		t.Fatalf("offline web-1: %v", got)
+	}
+	if got := sliceAddrs(kp2.slice("default", "pooled-1")); !slices.Equal(got, []string{"10.2.0.1", "10.2.0.3"}) {
+		t.Fatalf("offline pooled-1: %v", got)
 	}
 	if got := sliceAddrs(kp2.slice("default", kubernetesSlice)); !slices.Equal(got, []string{cfg.BindProxyAddress}) {
 		t.Fatalf("offline kubernetes slice: %v", got)
