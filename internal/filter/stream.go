@@ -115,7 +115,9 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 	}
 	upstream := resp.Body
 	pr, pw := io.Pipe()
-	resp.Body = pr
+	// closing the body (the client went away) also closes the upstream, so a
+	// filtering goroutine blocked on an idle watch ends at once
+	resp.Body = &pipeBody{PipeReader: pr, upstream: upstream}
 	if ce != "" {
 		resp.Header.Del("Content-Encoding") // the filtered body is written plain
 	}
@@ -172,6 +174,16 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 		}
 		pw.CloseWithError(err)
 	}()
+}
+
+type pipeBody struct {
+	*io.PipeReader
+	upstream io.Closer
+}
+
+func (b *pipeBody) Close() error {
+	b.upstream.Close()
+	return b.PipeReader.Close()
 }
 
 type stream struct {

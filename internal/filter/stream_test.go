@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,4 +224,33 @@ func watchTypes(t *testing.T, s *Settings, ctype string, body []byte) []string {
 		types = append(types, ev.Type)
 	}
 	return types
+}
+
+// A client that goes away from an idle filtered watch ends the upstream watch at
+// once (the filtering goroutine would otherwise wait for the next event).
+func TestStreamClientGoneClosesUpstream(t *testing.T) {
+	s, _ := New(Options{Enabled: true, Env: testEnv()})
+	upR, upW := io.Pipe()
+	u, _ := url.Parse("/api/v1/services?watch=true")
+	req := &http.Request{Method: "GET", URL: u, Header: http.Header{"User-Agent": {"kube-proxy/v1"}}}
+	info, _ := requestinfo.New().Parse(req)
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: req, Body: upR}
+	(&Responses{Settings: s}).FilterResponse(info, resp)
+	if resp.Body == upR {
+		t.Fatal("not filtered")
+	}
+	resp.Body.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := upW.Write([]byte(`{"type":"ADDED","object":{}}`))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("upstream still read after the client went away")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("upstream not closed within 2 s of the client going away")
+	}
 }
