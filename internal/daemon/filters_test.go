@@ -430,6 +430,11 @@ func TestEndpointRepairOffline(t *testing.T) {
 	logs, stop := runHubDebug(t, cfg)
 	defer stop()
 
+	// no NodePool CRD in this cluster: said once, and the hub is ready all the same
+	waitUntilTrue(t, 10*time.Second, "the hub to say the cluster has no NodePool API", func() bool {
+		return grepLines(logs.String(), "serves no NodePool API") != ""
+	})
+
 	// kubelet has its pods cached (its pod list), kube-proxy its slices (informer)
 	kl := componentClient(c, cfg.ProxyPort, "kubelet")
 	if l, err := kl.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}); err != nil || len(l.Items) != 1 {
@@ -531,4 +536,7 @@ func TestEndpointRepairOffline(t *testing.T) {
 		return a == oldIP && r
 	})
 	t.Logf("cloud back: kube-proxy's endpoint is the cloud's %s again", oldIP)
+	if n := strings.Count(logs.String(), "serves no NodePool API"); n != 1 {
+		t.Errorf("the absent NodePool API logged %d times, want once", n)
+	}
 }
