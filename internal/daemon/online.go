@@ -337,6 +337,12 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		}
 	}
 
+	if o.cache == nil {
+		// cloud mode: no cache and no yurt-hub-cfg watch, but servicetopology still
+		// needs the Services and the NodePools
+		filters.watch(hctx, &rest.Config{Host: "http://" + cfg.ProxyAddr(), UserAgent: "yurthub", QPS: -1})
+	}
+
 	hub.Handle("GET /metrics", o.metrics.Handler())
 	if cfg.Profiling {
 		hub.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
