@@ -323,14 +323,16 @@ func (s *Settings) Track(c *Chain) (end <-chan struct{}, done func()) {
 	}
 }
 
-// EndStreams ends every tracked watch whose chain runs filter name, and returns
-// how many. A servicetopology result depends on a Service's annotation and on
-// the node's pool, which the endpoint objects do not carry: when either changes
-// the right answer for every slice may change at once, and the apiserver sends no
-// event for the slices. Ending the watch makes the client (a client-go informer)
-// relist, and the relist is filtered with the new setting; synthesising
-// per-slice events instead would need the hub to hold every slice the client
-// has, which a streaming filter does not.
+// EndStreams ends every tracked watch whose chain runs filter name, with a 410
+// Expired ERROR event, and returns how many. A servicetopology result depends on
+// a Service's annotation and on the node's pool, which the endpoint objects do
+// not carry: when either changes the right answer for every slice may change at
+// once, and the apiserver sends no event for the slices. The 410 makes the client
+// (a client-go reflector) relist, and the relist is filtered with the new
+// setting; a clean end of the stream would not do (the reflector re-watches from
+// its resourceVersion and gets no slice again). Synthesising per-slice events
+// instead would need the hub to hold every slice the client has, which a
+// streaming filter does not.
 func (s *Settings) EndStreams(name, reason string) int {
 	s.streams.mu.Lock()
 	defer s.streams.mu.Unlock()

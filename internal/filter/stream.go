@@ -127,7 +127,7 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 	go func() {
 		select {
 		case <-end:
-			log.Info("filtered watch ended: its client relists with the new filter result")
+			log.Info("filtered watch ended with 410 Expired: its client relists with the new filter result")
 			upstream.Close()
 		case <-ctx.Done():
 		}
@@ -166,7 +166,10 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 		st.logSummary()
 		select {
 		case <-end:
-			err = nil // ended on purpose: a clean end of the watch
+			// ended on purpose: a 410 makes a client-go reflector relist (a clean
+			// end would only make it re-watch from its resourceVersion, and the
+			// objects whose filter result changed would not be sent again)
+			err = st.expired(pw)
 		default:
 		}
 		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
@@ -231,6 +234,38 @@ func (s *stream) get(in io.Reader, w io.Writer) error {
 		out = body
 	}
 	_, err = w.Write(out)
+	return err
+}
+
+// expired writes a watch ERROR event carrying a 410 Expired Status.
+func (s *stream) expired(w io.Writer) error {
+	st := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+		Code: http.StatusGone, Reason: metav1.StatusReasonExpired,
+		Message: "yurthub: the response filters' result changed (a Service's topology or this node's pool); relist"}
+	if s.enc == JSON {
+		doc, err := json.Marshal(&st)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(append([]byte(`{"type":"ERROR","object":`), doc...), "}\n"...))
+		return err
+	}
+	msg, err := st.Marshal()
+	if err != nil {
+		return err
+	}
+	doc, err := marshalEnvelope(&runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: "v1", Kind: "Status"}, Raw: msg})
+	if err != nil {
+		return err
+	}
+	ev := metav1.WatchEvent{Type: Error, Object: runtime.RawExtension{Raw: doc}}
+	frame, err := ev.Marshal()
+	if err != nil {
+		return err
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(frame)))
+	_, err = w.Write(append(hdr[:], frame...))
 	return err
 }
 

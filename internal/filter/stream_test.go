@@ -254,3 +254,53 @@ func TestStreamClientGoneClosesUpstream(t *testing.T) {
 		t.Fatal("upstream not closed within 2 s of the client going away")
 	}
 }
+
+// EndStreams ends a filtered watch with a 410 Expired ERROR event (a client-go
+// reflector relists on it; on a clean end it would only re-watch).
+func TestEndStreamsSends410(t *testing.T) {
+	for _, ctype := range []string{"application/json", "application/vnd.kubernetes.protobuf;stream=watch"} {
+		s, _ := New(Options{Enabled: true, Env: testEnv()})
+		upR, _ := io.Pipe() // an idle upstream watch
+		u, _ := url.Parse("/apis/discovery.k8s.io/v1/endpointslices?watch=true")
+		req := &http.Request{Method: "GET", URL: u, Header: http.Header{"User-Agent": {"kube-proxy/v1"}}}
+		info, _ := requestinfo.New().Parse(req)
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ctype}}, Request: req, Body: upR}
+		(&Responses{Settings: s}).FilterResponse(info, resp)
+		if n := s.EndStreams(NodePortIsolation, "test"); n != 0 {
+			t.Fatalf("%s: a slice watch ended for nodeportisolation", ctype)
+		}
+		if n := s.EndStreams(ServiceTopology, "test"); n != 1 {
+			t.Fatalf("%s: %d watches ended, want 1", ctype, n)
+		}
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s: %v", ctype, err)
+		}
+		var st metav1.Status
+		if ctype == "application/json" {
+			var ev struct {
+				Type   string
+				Object metav1.Status
+			}
+			if err := json.Unmarshal(out, &ev); err != nil || ev.Type != "ERROR" {
+				t.Fatalf("%s: %q", ctype, out)
+			}
+			st = ev.Object
+		} else {
+			var ev metav1.WatchEvent
+			if err := ev.Unmarshal(out[4:]); err != nil || ev.Type != "ERROR" {
+				t.Fatalf("%s: %v %q", ctype, err, out)
+			}
+			var u runtime.Unknown
+			if err := u.Unmarshal(ev.Object.Raw[4:]); err != nil || u.Kind != "Status" {
+				t.Fatalf("%s: %v %+v", ctype, err, u.TypeMeta)
+			}
+			if err := st.Unmarshal(u.Raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st.Code != 410 || st.Reason != metav1.StatusReasonExpired {
+			t.Fatalf("%s: status %+v", ctype, st)
+		}
+	}
+}
