@@ -93,10 +93,11 @@ func benchSlice(i int) *discoveryv1.EndpointSlice {
 }
 
 // sliceFigures lists the slices as kube-proxy (its User-Agent: servicetopology
-// applies through the hub), alternating direct and hub run by run, and samples the
+// applies through the hub), --list-runs times, the target that goes first
+// alternating run by run (inTurn), and samples the
 // hub's anonymous memory during the hub's lists.
 func (b *bench) sliceFigures() {
-	label := fmt.Sprintf("%dk", b.f.large/1000)
+	label := countLabel(b.f.large)
 	time.Sleep(2 * time.Second)
 	idle := b.hub.mem().anon
 	for _, enc := range []struct{ label, accept string }{{"JSON", "application/json"}, {"protobuf", protobuf}} {
@@ -106,8 +107,8 @@ func (b *bench) sliceFigures() {
 			_, _ = doAs(t, sliceListURL, enc.accept, kubeProxyUA)
 		}
 		var peak atomic.Int64
-		for run := 0; run < b.f.runs; run++ {
-			for _, t := range b.targets() {
+		for run := 0; run < b.f.listRuns; run++ {
+			for _, t := range inTurn(b.targets(), run) {
 				if failed[t.name] {
 					continue
 				}

@@ -16,9 +16,10 @@
 //     HTTP proxy port; direct requests go to the apiserver over TLS with the node's
 //     client certificate, as kubelet's would;
 //  3. GET one pod (p50, p99 over --gets requests), LIST 1k and 10k pods in JSON and
-//     protobuf (the whole body read); LIST --large EndpointSlices as kube-proxy, which
-//     the hub filters with servicetopology (filters.go), and the hub's anonymous
-//     memory above idle during those lists;
+//     protobuf (the whole body read; --list-runs samples each, at least 20); LIST
+//     --large EndpointSlices as kube-proxy, which the hub filters with
+//     servicetopology (filters.go), and the hub's anonymous memory above idle
+//     during those lists;
 //  4. watch: 8 concurrent watchers of bench-watch while 8 writers patch its pods for
 //     --watch-seconds; events/s delivered to all watchers together; the hub's RSS is
 //     sampled meanwhile;
@@ -28,6 +29,11 @@
 //     node_yurthub_server_healthy_status gauge), GET and LIST from the cache, start-up
 //     time to /v1/readyz offline; the apiserver started: time until the hub notices;
 //  7. the binary's size.
+//
+// Hub and direct take turns within each run, and the side that goes first alternates
+// from one run to the next (inTurn), so neither always runs right after the other's
+// warm-up or under the same phase of background load. results.md prints the hub's exact
+// command line.
 //
 // A figure the hub cannot produce (a feature not landed, an error) is recorded as such,
 // with the reason, never made up.
@@ -79,6 +85,7 @@ type flags struct {
 	out          string
 	hubBin       string
 	runs         int
+	listRuns     int
 	gets         int
 	watchSeconds float64
 	small, large int
@@ -91,6 +98,7 @@ func main() {
 	flag.StringVar(&f.out, "out", "docs/bench/latest", "directory for results.md and results.json")
 	flag.StringVar(&f.hubBin, "hub", "bin/yurthub", "the yurthub binary to measure (make build)")
 	flag.IntVar(&f.runs, "runs", 5, "runs per figure (median, min and max are reported)")
+	flag.IntVar(&f.listRuns, "list-runs", minListRuns, "samples per LIST figure (median, min and max are reported)")
 	flag.IntVar(&f.gets, "gets", 300, "GET requests per latency run")
 	flag.Float64Var(&f.watchSeconds, "watch-seconds", 4, "seconds of churn per watch run")
 	flag.IntVar(&f.small, "small", 1000, "pods in the small list")
@@ -98,6 +106,10 @@ func main() {
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
 	flag.StringVar(&f.readme, "readme", "", "also rewrite the goals table between the bench markers in this README")
 	flag.Parse()
+	if f.runs < 1 || f.listRuns < 1 {
+		fmt.Fprintf(os.Stderr, "bench: --runs=%d and --list-runs=%d must be at least 1\n", f.runs, f.listRuns)
+		os.Exit(2)
+	}
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
 	if err := run(f); err != nil {
@@ -376,9 +388,26 @@ func latency(t target, path, accept string, n int) (p50, p99 float64, err error)
 	return ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)], nil
 }
 
-// getFigures and listFigures alternate the targets run by run (direct, hub, direct,
-// ...), after one untimed request each, so that both see the same background load
-// on a shared machine. A target that fails stops its runs; the error is recorded.
+// minListRuns is the default and the least --list-runs a full run (make bench) takes:
+// a LIST of 10k pods varies by tens of ms from one run to the next on a shared
+// machine, and a median of 5 moved the hub/direct ratio by more than its goal's margin.
+const minListRuns = 20
+
+// inTurn is the order the targets take in run number run: as given in even runs,
+// reversed in odd ones, so with two targets each goes first in every other run (a
+// target that always ran first would always meet the other's leftovers, or none).
+func inTurn[T any](ts []T, run int) []T {
+	out := slices.Clone(ts)
+	if run%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// getFigures and listFigures run the targets in turn within each run (inTurn: the
+// one that goes first alternates), after one untimed request each, so that both see
+// the same background load on a shared machine. A target that fails stops its runs;
+// the error is recorded.
 func (b *bench) getFigures(prefix string, ts []target) {
 	path := "/api/v1/namespaces/bench-1k/pods/pod-00000"
 	failed := map[string]bool{}
@@ -386,7 +415,7 @@ func (b *bench) getFigures(prefix string, ts []target) {
 		_, _ = do(t, path, "")
 	}
 	for run := 0; run < b.f.runs; run++ {
-		for _, t := range ts {
+		for _, t := range inTurn(ts, run) {
 			if failed[t.name] {
 				continue
 			}
@@ -398,10 +427,19 @@ func (b *bench) getFigures(prefix string, ts []target) {
 	}
 }
 
+// countLabel names a list size in a figure: "10k" for 10000, "300" for 300 (a reduced
+// run's lists must not share a name, and so a figure, with each other).
+func countLabel(n int) string {
+	if n >= 1000 && n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
 func (b *bench) listFigures(prefix string, ts []target) {
 	for _, l := range []struct {
 		label, ns string
-	}{{fmt.Sprintf("%dk", b.f.small/1000), "bench-1k"}, {fmt.Sprintf("%dk", b.f.large/1000), "bench-10k"}} {
+	}{{countLabel(b.f.small), "bench-1k"}, {countLabel(b.f.large), "bench-10k"}} {
 		for _, enc := range []struct{ label, accept string }{{"JSON", "application/json"}, {"protobuf", protobuf}} {
 			name := fmt.Sprintf("%sLIST %s pods (%s)", prefix, l.label, enc.label)
 			path := "/api/v1/namespaces/" + l.ns + "/pods"
@@ -409,8 +447,8 @@ func (b *bench) listFigures(prefix string, ts []target) {
 			for _, t := range ts {
 				_, _ = do(t, path, enc.accept)
 			}
-			for run := 0; run < b.f.runs; run++ {
-				for _, t := range ts {
+			for run := 0; run < b.f.listRuns; run++ {
+				for _, t := range inTurn(ts, run) {
 					if failed[t.name] {
 						continue
 					}
@@ -439,7 +477,7 @@ func (b *bench) online() error {
 	log.Printf("online: watch")
 	failed := map[string]bool{}
 	for run := 0; run < b.f.runs; run++ {
-		for _, t := range b.targets() {
+		for _, t := range inTurn(b.targets(), run) {
 			if failed[t.name] {
 				continue
 			}
@@ -718,7 +756,6 @@ func (h *hubProc) start() (time.Duration, error) {
 		}
 		h.proxyAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		h.serveAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
-		h.b.res.HubFlags = []string{"--working-mode=edge", "--bootstrap-mode=kubeletcertificate", "--enable-dummy-if=false", "--enable-iptables=false", "(other flags at their defaults)"}
 		h.securePort = fmt.Sprint(ports[2])
 	}
 	_, proxyPort, _ := net.SplitHostPort(h.proxyAddr)
@@ -741,6 +778,7 @@ func (h *hubProc) start() (time.Duration, error) {
 		}
 	}
 	h.cmd = exec.Command(h.b.f.hubBin, args...)
+	h.b.res.HubArgs = slices.Clone(h.cmd.Args) // exactly what runs, path and flags
 	h.cmd.Stdout, h.cmd.Stderr = h.logf, h.logf
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	t0 := time.Now()

@@ -24,11 +24,14 @@ type Results struct {
 		Go            string `json:"go"`
 		KubeAPIServer string `json:"kubeAPIServer"`
 	} `json:"versions"`
-	Runs        int       `json:"runs"`
-	Gets        int       `json:"getsPerRun"`
-	PodBytes    int       `json:"podBytes"`
+	Runs     int `json:"runs"`
+	ListRuns int `json:"listRuns"`
+	Gets     int `json:"getsPerRun"`
+	PodBytes int `json:"podBytes"`
+	// HubArgs is the hub's command line as run (argv: the binary, then every flag
+	// given; a flag not in it is at its default).
+	HubArgs     []string  `json:"hubArgs"`
 	BinaryBytes int64     `json:"binaryBytes"`
-	HubFlags    []string  `json:"hubFlags"`
 	Seconds     float64   `json:"seconds"`
 	Figures     []*Figure `json:"figures"`
 }
@@ -56,7 +59,7 @@ type Series struct {
 }
 
 func newResults(f flags) *Results {
-	return &Results{Date: time.Now().UTC().Format(time.RFC3339), Runs: f.runs, Gets: f.gets}
+	return &Results{Date: time.Now().UTC().Format(time.RFC3339), Runs: f.runs, ListRuns: f.listRuns, Gets: f.gets}
 }
 
 func (r *Results) figure(name, unit string) *Figure {
@@ -208,9 +211,11 @@ func cell(s *Series) string {
 func (r *Results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# yurthub benchmark: %s\n\n", r.Date)
-	fmt.Fprintf(&b, "Written by `make bench` (internal/bench) in %.0f s. Median of %d runs, (min–max) beside it; GET latencies are the p50/p99 of %d sequential requests per run. ", r.Seconds, r.Runs, r.Gets)
+	fmt.Fprintf(&b, "Written by `make bench` (internal/bench) in %.0f s. Median of %d runs (LIST figures: %d), (min–max) beside it; GET latencies are the p50/p99 of %d sequential requests per run. ", r.Seconds, r.Runs, r.ListRuns, r.Gets)
+	b.WriteString("Hub and direct take turns within each run; the side that goes first alternates from one run to the next. ")
 	fmt.Fprintf(&b, "Pods are %d bytes each as JSON. Offline figures compare the hub's cache with the apiserver answering online.\n\n", r.PodBytes)
-	fmt.Fprintf(&b, "- machine: %s\n- versions: %s (`yurthub --version`), %s; kube-apiserver %s\n- hub flags: %s\n\n", r.Machine, r.Versions.Yurthub, r.Versions.Go, r.Versions.KubeAPIServer, strings.Join(r.HubFlags, " "))
+	fmt.Fprintf(&b, "- machine: %s\n- versions: %s (`yurthub --version`), %s; kube-apiserver %s\n", r.Machine, r.Versions.Yurthub, r.Versions.Go, r.Versions.KubeAPIServer)
+	fmt.Fprintf(&b, "- the hub's command line, exactly as run (a flag not in it is at its default):\n\n  ```\n  %s\n  ```\n\n", commandLine(r.HubArgs))
 	b.WriteString("## Goals\n\n")
 	b.WriteString(r.GoalsTable())
 	b.WriteString("\n## Every figure\n\n![hub/direct ratios](chart.png)\n\n")
@@ -223,6 +228,30 @@ func (r *Results) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", f.Name, f.Unit, cell(f.Direct), cell(f.Hub), ratio, f.Goal, f.Met)
 	}
 	return b.String()
+}
+
+// commandLine is argv as a shell would take it back: words with anything but
+// [A-Za-z0-9_./:=@,+-] single-quoted.
+func commandLine(argv []string) string {
+	if len(argv) == 0 {
+		return "(the hub did not start)"
+	}
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		plain := a != ""
+		for _, c := range a {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_./:=@,+-", c)) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			words[i] = a
+		} else {
+			words[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 // GoalsTable is the figures that have a goal: goal, result, met (the README shows it).

@@ -70,13 +70,17 @@ type unmarkedViews struct {
 	m  map[store.ListKey]string // key -> reason
 }
 
+// add owes view k an incomplete mark; the first reason owed is kept (the first gap
+// is where the view stopped being whole).
 func (u *unmarkedViews) add(k store.ListKey, reason string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.m == nil {
 		u.m = map[store.ListKey]string{}
 	}
-	u.m[k] = reason
+	if _, ok := u.m[k]; !ok {
+		u.m[k] = reason
+	}
 }
 
 func (u *unmarkedViews) remove(k store.ListKey) {

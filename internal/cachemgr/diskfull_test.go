@@ -129,3 +129,56 @@ func TestDiskFullPausesCaching(t *testing.T) {
 		t.Fatalf("after a new list: %v %+v", got, li)
 	}
 }
+
+// TestWatchListOnFullDiskOwesIncomplete: a watch-list whose initial state cannot be
+// written because the disk is full (the spool or the commit is refused) leaves the
+// view at its older list; the client holds the newer state and watches on from it,
+// so the view is owed an incomplete mark (the mark itself cannot be written yet). No
+// event is applied to it meanwhile, and once there is space the next event writes
+// the mark first (issue 15 item 1, "disk full included").
+func TestWatchListOnFullDiskOwesIncomplete(t *testing.T) {
+	dir := testenv.SmallFS(t, 16<<20)
+	st, err := store.Open(filepath.Join(dir, "cache.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := New(st, nil, Options{})
+	t.Cleanup(m.Close)
+	through := func(url string, body []byte) store.ListKey {
+		t.Helper()
+		info, resp := response(t, kubeletUA, url, "application/json", body, nil)
+		m.CacheResponse(info, resp)
+		drain(t, m, resp, body)
+		return cachekey.List(info)
+	}
+	k := through("/api/v1/namespaces/a/pods", jsonBytes(t, podList(5, "", pod("a", "p1", "n", 5))))
+
+	filler := testenv.FillDisk(t, dir)
+	bookmark := pod("", "", "", 20)
+	bookmark.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: "true"}
+	var evs []metav1.WatchEvent
+	for i := range 200 { // a few MB of initial state: the spool must reach the disk
+		p := pod("a", fmt.Sprintf("p%d", i), "n", 6+i)
+		p.Annotations = map[string]string{"pad": strings.Repeat("x", 16<<10)}
+		evs = append(evs, metav1.WatchEvent{Type: "ADDED", Object: runtime.RawExtension{Raw: jsonBytes(t, &p)}})
+	}
+	evs = append(evs, metav1.WatchEvent{Type: "BOOKMARK", Object: runtime.RawExtension{Raw: jsonBytes(t, &bookmark)}})
+	through("/api/v1/namespaces/a/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true", watchJSON(t, evs...))
+	if reason, owed := m.unmarked.get(k); !owed || !strings.Contains(reason, "watch-list initial state not cached") {
+		t.Fatalf("after a watch-list refused for want of space: owed=%v reason %q; want an owed incomplete mark naming the watch-list", owed, reason)
+	}
+	if got, li := listView(t, st, k); len(got) != 1 || li.ResourceVersion != 5 {
+		t.Fatalf("view changed while the disk was full: %v %+v", got, li)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	through("/api/v1/namespaces/a/pods?watch=true&resourceVersion=20", watchJSON(t, metav1.WatchEvent{Type: "MODIFIED", Object: runtime.RawExtension{Raw: jsonBytes(t, ptrPod(pod("a", "p1", "n", 21)))}}))
+	_, li := listView(t, st, k)
+	if li.Complete || !strings.Contains(li.Reason, "watch-list initial state not cached") {
+		t.Fatalf("after space is back: %+v, want incomplete, saying the watch-list's state was lost", li)
+	}
+	t.Logf("view after space is back: RV %d complete=%v reason %q", li.ResourceVersion, li.Complete, li.Reason)
+}

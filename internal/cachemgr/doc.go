@@ -56,7 +56,13 @@
 // A stream that fails to decode or falls behind marks its view incomplete
 // (store.MarkIncomplete); a watch cut by the network is not a failure (the
 // cache is at the last applied event, which the client's next watch continues
-// from).
+// from). Every other end of a watch or list tee loses something the client
+// received and marks the view: events dropped past Options.MaxPendingEvents, a
+// queue overflow, a store error (a full disk included), a watch-list initial
+// state or a list that could not be committed, the hub closing with events
+// pending. When the mark itself cannot be written (full disk) it is owed: no
+// event is applied to that view until the mark is written or a new list replaces
+// it (diskfull.go). The offline path answers 503 with the reason for such a view.
 //
 // # Keys (shared with the offline path)
 //

@@ -73,6 +73,9 @@ type Stats struct {
 	Writes        int64 // store write calls (for the mean latency)
 	QueueHighMark int64 // largest tee queue seen, bytes
 	ActiveStreams int64
+	// OpaqueRVResources are the resources no longer cached because their server
+	// hands out resourceVersions that are not numbers (noteOpaqueRV).
+	OpaqueRVResources int64
 }
 
 // Manager decides what is cached and tees responses into the store.
@@ -94,8 +97,9 @@ type Manager struct {
 	lists   map[store.ListKey]int    // list streams in flight per view
 
 	stats struct {
-		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active atomic.Int64
+		responses, objects, events, stale, overflows, failures, writes, writeNanos, queueHigh, active, opaque atomic.Int64
 	}
+	opaqueRV sync.Map      // store.Resource => struct{}: not cached, see noteOpaqueRV
 	disk     diskFull      // the filesystem under the cache is full (diskfull.go)
 	unmarked unmarkedViews // views owed an incomplete mark that could not be written
 }
@@ -145,6 +149,8 @@ func (m *Manager) Stats() Stats {
 		WriteSeconds:  float64(m.stats.writeNanos.Load()) / 1e9,
 		QueueHighMark: m.stats.queueHigh.Load(),
 		ActiveStreams: m.stats.active.Load(),
+
+		OpaqueRVResources: m.stats.opaque.Load(),
 	}
 }
 
@@ -257,6 +263,9 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		if transformed(resp.Header) {
 			return
 		}
+		if _, opaque := m.opaqueRV.Load(cachekey.Resource(info)); opaque {
+			return // its resourceVersions cannot be ordered; logged once (noteOpaqueRV)
+		}
 		var enc store.Encoding
 		switch mediaType {
 		case "application/json":
@@ -354,9 +363,12 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		case errors.Is(err, store.ErrNoSpace):
 			m.stats.failures.Add(1)
 			m.disk.refused(m.log, err)
-		case errors.Is(err, errOverflow):
+		case errors.Is(err, errOverflow), errors.Is(err, errPendingOverflow):
 			m.stats.overflows.Add(1)
-			log.Warn("cache fell behind the client; cache copy of this response abandoned", slog.Int("queueBytes", m.opts.QueueBytes))
+			log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
+				slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
+		case errors.Is(err, wire.ErrOpaqueRV):
+			m.noteOpaqueRV(info, err, log)
 		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
 			log.Debug("cache stream ended early", slog.Any("err", err))
 		default:
@@ -364,6 +376,32 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 			log.Warn("cache write failed", slog.Any("err", err))
 		}
 	}()
+}
+
+// noteOpaqueRV stops caching a resource whose server hands out resourceVersions
+// that are not numbers (wire.ErrOpaqueRV), logging it once and counting it.
+//
+// resourceVersion is opaque by API convention, but the cache is built on ordering
+// it: a view's resourceVersion, refusing an event or a GET older than the stored
+// copy, a list that does not undo a newer watch event, the offline watch's 410 for
+// a client behind the cache, the local-write compare-and-swap. Kept without order,
+// a late GET could overwrite a newer object, and an offline watch could not tell a
+// client whether it is current; a cache that may be silently wrong is worse than
+// none. So such a resource (per group, version and resource: the ordering is a
+// property of the server that serves it) is not cached at all: its responses still
+// stream to the client untouched, and offline it is answered as never cached (503
+// saying so). Only aggregated API servers with their own storage do this; none of
+// the components a node runs offline (kubelet, kube-proxy, CNI, CoreDNS) depend on
+// one. The set lives in memory: a restarted hub logs it once again.
+func (m *Manager) noteOpaqueRV(info *requestinfo.Info, err error, log *slog.Logger) {
+	r := cachekey.Resource(info)
+	if _, seen := m.opaqueRV.LoadOrStore(r, struct{}{}); seen {
+		return // a response teed before the first one was refused
+	}
+	m.stats.opaque.Add(1)
+	log.Warn("not caching this resource: its server hands out resourceVersions that are not numbers, and the cache orders objects, lists and watch events by resourceVersion; "+
+		"clients are still served from the cloud, but not from the cache while it is unreachable (logged once per resource)",
+		slog.String("resource", r.String()), slog.Any("err", err))
 }
 
 type errReader struct{ err error }
@@ -490,10 +528,17 @@ func (s writerSink) Add(it *wire.Item) error {
 	return nil
 }
 
-func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) error {
+// A list that is not committed (undecodable, cut, refused by the store, or the hub
+// shutting down) leaves its view at the previous list, older than what the client
+// now holds and will watch on from: the view is marked incomplete.
+func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter, enc store.Encoding, pod bool, prev <-chan struct{}) (err error) {
+	defer func() {
+		if err != nil {
+			m.markIncomplete(key, "list response not fully cached: "+err.Error())
+		}
+	}()
 	sink := writerSink{m: m, w: w, pod: pod}
 	var lm wire.ListMeta
-	var err error
 	if enc == store.EncodingProtobuf {
 		lm, err = wire.DecodeProtoList(r, pod, uint64(m.opts.MaxObjectBytes), sink)
 	} else {
@@ -505,7 +550,6 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 	}
 	if err != nil {
 		w.Abort()
-		m.markIncomplete(key, "list response not fully cached: "+err.Error())
 		return fmt.Errorf("list %s: %w", key, err)
 	}
 	if lm.Continue != "" {
@@ -535,15 +579,18 @@ func (m *Manager) cacheList(r io.Reader, key store.ListKey, w *store.ListWriter,
 		return err
 	}
 	if err := m.write(func(context.Context) error { return w.Commit(lm.RV) }); err != nil {
-		return err
+		return fmt.Errorf("list %s: commit: %w", key, err)
 	}
 	m.unmarked.remove(key) // the view is a complete list again
 	m.disk.succeeded(m.log)
 	return nil
 }
 
+// markIncomplete marks view key incomplete, or leaves the mark owed (markPending)
+// when the store cannot write it. It is written even while the manager is closing:
+// events lost to the shutdown are a gap like any other.
 func (m *Manager) markIncomplete(key store.ListKey, reason string) {
-	err := m.st.MarkIncomplete(m.ctx, key, reason)
+	err := m.st.MarkIncomplete(context.WithoutCancel(m.ctx), key, reason)
 	switch {
 	case err == nil, errors.Is(err, store.ErrNotSynced):
 	case errors.Is(err, store.ErrNoSpace):
@@ -561,7 +608,31 @@ func (m *Manager) markIncomplete(key store.ListKey, reason string) {
 // the bookmark's resourceVersion. Later events go to an applier goroutine that
 // passes everything decoded while its previous ApplyEvents call was in flight in
 // one call (the store group-commits them).
-func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) error {
+//
+// Only a clean end leaves the view as it is: the stream ended or was cut (by the
+// network, the client or the apiserver) and every event before that point was
+// applied, so the view is at a resourceVersion the client's next watch continues
+// from. Every other exit lost events the client received (events dropped past
+// MaxPendingEvents, a queue overflow, an undecodable event, a store error, a
+// watch-list whose initial state could not be written, the hub shutting down with
+// events still pending) and marks the view incomplete with the reason, or leaves
+// the mark owed when the store cannot write it (markIncomplete). Without the mark a
+// later watch would apply events on top of the gap and the offline path would serve
+// the view as complete.
+func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding, pod bool, initial bool, prev <-chan struct{}, release func(), log *slog.Logger) (err error) {
+	var initialDone bool // the watch-list's initial state is committed (or there is none)
+	defer func() {
+		if err == nil {
+			return
+		}
+		what := "watch stream not fully cached"
+		if initial && !initialDone {
+			what = "watch-list initial state not cached"
+		} else if errors.Is(err, errPendingOverflow) {
+			what = "watch events dropped"
+		}
+		m.markIncomplete(key, what+": "+err.Error())
+	}()
 	var dec wire.EventDecoder
 	if enc == store.EncodingProtobuf {
 		dec = wire.NewProtoWatchDecoder(r, pod, m.opts.MaxObjectBytes)
@@ -573,13 +644,15 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 	if initial {
 		var err error
 		if lw, err = m.st.BeginList(m.ctx, key); err != nil {
-			return err
+			return fmt.Errorf("watch-list %s: %w", key, err)
 		}
 		defer func() {
 			if lw != nil {
 				lw.Abort()
 			}
 		}()
+	} else {
+		initialDone = true
 	}
 	// Without watch-list, the first event waits for the list this watch follows;
 	// with it, the initial state's commit waits for earlier replacements.
@@ -593,15 +666,12 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 		var ev wire.Event
 		err := dec.Next(&ev)
 		if err != nil {
+			// close flushes what is pending; its error means events were not applied.
 			cerr := ap.close()
-			// A watch that ends or is cut leaves the cache at the last event applied,
-			// a consistent state the client's next watch continues from.
 			var ue *upstreamError
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errClientClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
-				return cerr
+				return cerr // a cut: clean if every event before it was applied
 			}
-			// Events were lost (overflow) or undecodable: the view has a gap.
-			m.markIncomplete(key, "watch stream not fully cached: "+err.Error())
 			if cerr != nil {
 				return cerr
 			}
@@ -614,7 +684,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			switch ev.Type {
 			case "ADDED", "MODIFIED":
 				if err := (writerSink{m: m, w: lw, pod: pod}).Add(&ev.Item); err != nil {
-					return err
+					return fmt.Errorf("watch-list %s: %w", key, err)
 				}
 			case "BOOKMARK":
 				if ev.Item.InitialEnd {
@@ -629,6 +699,7 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 					if err != nil {
 						return fmt.Errorf("watch-list %s: commit initial state: %w", key, err)
 					}
+					initialDone = true
 					m.unmarked.remove(key)
 					m.disk.succeeded(m.log)
 				}
@@ -652,6 +723,9 @@ func (m *Manager) cacheWatch(r io.Reader, key store.ListKey, enc store.Encoding,
 			continue
 		}
 		if err := ap.push(store.Event{Type: t, Object: ev.Item.Object()}); err != nil {
+			// Flush what was accepted before the drop, so the view's resourceVersion
+			// is the last event actually applied when the mark is written.
+			ap.close()
 			return err
 		}
 	}
@@ -685,7 +759,7 @@ func (a *applier) push(ev store.Event) error {
 		return a.err
 	}
 	if len(a.evs) >= a.m.opts.MaxPendingEvents {
-		a.err = errOverflow
+		a.err = fmt.Errorf("%w: more than %d events waited for the store (Options.MaxPendingEvents); the rest of the stream is not cached", errPendingOverflow, a.m.opts.MaxPendingEvents)
 		return a.err
 	}
 	a.evs = append(a.evs, ev)
@@ -737,12 +811,16 @@ func (a *applier) run() {
 			default:
 				a.mu.Lock()
 				if a.err == nil {
-					a.err = fmt.Errorf("apply watch events to %s: %w", a.key, err)
+					a.err = fmt.Errorf("watch events not applied to %s: %w", a.key, err)
 				}
 				a.evs = nil
 				a.mu.Unlock()
+				// Marked now, not only when cacheWatch next pushes or the stream
+				// ends: an idle watch could otherwise leave the view "complete"
+				// for as long as nothing changes upstream. push now returns a.err and
+				// cacheWatch stops (marking again on its way out). Keep draining
+				// meanwhile so push never blocks; events are dropped.
 				a.m.markIncomplete(a.key, "watch events not applied: "+err.Error())
-				// keep draining so push never blocks; events are dropped
 			}
 		}
 		if done && len(batch) == 0 {

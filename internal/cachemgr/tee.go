@@ -10,6 +10,10 @@ import (
 // behind the client.
 var errOverflow = errors.New("cache queue overflowed: the cache writer fell behind the client")
 
+// errPendingOverflow ends a watch's cache stream whose decoded events piled up past
+// Options.MaxPendingEvents while the store was busy: the events after it are lost.
+var errPendingOverflow = errors.New("the cache fell behind the watch")
+
 // errClientClosed ends a cache stream whose client closed the body before EOF.
 var errClientClosed = errors.New("client closed the response body before its end")
 

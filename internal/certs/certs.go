@@ -226,8 +226,12 @@ func CAOnlyTLS(src Source) *tls.Config {
 }
 
 // ServingTLS returns the TLS config of the secure proxy port: the serving certificate
-// from src, a client certificate required and verified against the cluster CA, and
-// HTTP/2 and HTTP/1.1 offered.
+// from src, HTTP/2 and HTTP/1.1 offered, and a client certificate verified against the
+// cluster CA when the client sends one (a foreign one fails the handshake). A client
+// without a certificate is let in, as OpenYurt's hub does: pods reach the apiserver
+// through this port with their service-account token (in-cluster config has no
+// certificate). What such a client may do without any credential is the proxy's
+// decision (internal/proxy: only from the node's own addresses).
 func ServingTLS(src Source) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -247,7 +251,7 @@ func ServingTLS(src Source) *tls.Config {
 				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 					return src.ServingCertificate()
 				},
-				ClientAuth: tls.RequireAndVerifyClientCert,
+				ClientAuth: tls.VerifyClientCertIfGiven,
 				ClientCAs:  pool,
 			}, nil
 		},

@@ -54,7 +54,7 @@ func daemonFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "disabled-resource-filters", Usage: "response filters to turn off, comma-separated"},
 		&cli.BoolFlag{Name: "enable-node-pool", Value: d.EnableNodePool, Usage: "watch NodePool objects (apps.openyurt.io) for pool-scoped service topology"},
 		&cli.IntFlag{Name: "max-requests-in-flight", Value: d.MaxRequestsInFlight, Usage: "in-flight non-long-running requests before 429 with Retry-After (0: no limit)"},
-		&cli.DurationFlag{Name: "min-request-timeout", Value: d.MinRequestTimeout, Usage: "ceiling of a watch's timeout"},
+		&cli.DurationFlag{Name: "min-request-timeout", Value: d.MinRequestTimeout, Usage: "a watch served from the cache without timeoutSeconds ends after a random time between this and twice this (as the apiserver's --min-request-timeout)"},
 		&cli.BoolFlag{Name: "profiling", Value: d.Profiling, Usage: "serve /debug/pprof on the hub server"},
 		&cli.StringFlag{Name: "cert-mgr-mode", Value: d.CertMgrMode, Usage: "certificate manager of OpenYurt (hubself)" + inert},
 		&cli.BoolFlag{Name: "access-server-through-hub", Value: d.AccessServerThroughHub, Usage: "pods reach the apiserver through the hub (response filters)" + inert},

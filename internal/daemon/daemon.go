@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	gcCount := &gcCounter{}
 	if cache != nil {
 		var err error
-		local, err = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MaxWatchTimeout: cfg.MinRequestTimeout, GCCount: gcCount.Count})
+		local, err = localproxy.New(localproxy.Options{Store: cache, Log: log.With(slog.String("part", "localproxy")), MinRequestTimeout: cfg.MinRequestTimeout, GCCount: gcCount.Count})
 		if err != nil {
 			return fmt.Errorf("offline path: %w", err)
 		}

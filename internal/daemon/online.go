@@ -24,6 +24,7 @@ import (
 	"github.com/yurthub/yurthub/internal/hubserver"
 	"github.com/yurthub/yurthub/internal/loadbalancer"
 	"github.com/yurthub/yurthub/internal/metrics"
+	"github.com/yurthub/yurthub/internal/nodeaddr"
 	"github.com/yurthub/yurthub/internal/proxy"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
@@ -60,8 +61,10 @@ type online struct {
 	proxy     *proxy.Proxy
 	listeners *proxy.Listeners
 	cache     *cachemgr.Manager // nil in cloud mode
+	nodeAddrs *nodeaddr.Set
 	cancel    context.CancelFunc
 	done      chan struct{}
+	addrsDone chan struct{}
 }
 
 // credentialSource picks the certs.Source for --bootstrap-mode: kubelet's files, or
@@ -226,9 +229,13 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			s := o.cache.Stats()
 			return metrics.CacheStats{Responses: s.Responses, Objects: s.Objects, Events: s.Events, StaleEvents: s.StaleEvents,
 				Overflows: s.Overflows, Failures: s.Failures, Writes: s.Writes, WriteSeconds: s.WriteSeconds,
-				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues()}
+				QueueHighMark: s.QueueHighMark, ActiveStreams: s.ActiveStreams, DamagedValues: deps.Store.DamagedValues(),
+				OpaqueRVResources: s.OpaqueRVResources}
 		})
 	}
+	// The node's own addresses: the only sources a request without credentials is
+	// taken from, since it goes upstream as the node (internal/proxy, anonymous.go).
+	o.nodeAddrs = nodeaddr.New(log.With(slog.String("part", "nodeaddr")))
 	certTransport := proxy.NewUpstreamTransport(certs.UpstreamTLS(o.certs))
 	certTransport.DialContext = o.dialer.DialContext
 	o.proxy, err = proxy.New(proxy.Options{
@@ -240,6 +247,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		Filter:              filters.responses,
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
+		NodeAddrs:           o.nodeAddrs,
 		OnRequest: func(info *requestinfo.Info) {
 			if info.Component == "kubelet" {
 				o.health.KubeletSeen()
@@ -260,6 +268,11 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 	go func() {
 		defer close(o.done)
 		o.health.Run(hctx)
+	}()
+	o.addrsDone = make(chan struct{})
+	go func() {
+		defer close(o.addrsDone)
+		o.nodeAddrs.Run(hctx)
 	}()
 
 	// Give the health checker a moment for its first verdict (a reachable apiserver
@@ -374,6 +387,9 @@ func (o *online) stop(ctx context.Context) {
 	}
 	o.cancel()
 	<-o.done
+	if o.addrsDone != nil {
+		<-o.addrsDone
+	}
 	if o.certMgr != nil {
 		o.certMgr.Wait()
 	}

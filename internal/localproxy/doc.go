@@ -30,7 +30,7 @@
 //	            client-go >= 1.32 informers start offline. A resourceVersion older
 //	            than the view's gets 410 Expired (the client relists from the cache).
 //	            Bookmarks every Options.BookmarkInterval when allowed. Ends at
-//	            timeoutSeconds (else Options.MaxWatchTimeout), on Close, and within
+//	            timeoutSeconds (else after a random time in [MinRequestTimeout, 2*MinRequestTimeout)), on Close, and within
 //	            Options.HealthPollInterval of the cloud being healthy again, so the
 //	            client re-watches the cloud from its last resourceVersion and gets
 //	            what changed during the outage (a watch that delivered a repair ends

@@ -37,9 +37,12 @@ type Options struct {
 	// BookmarkInterval is how often a local watch that allows bookmarks gets one
 	// (default 30s; the apiserver sends them about every minute).
 	BookmarkInterval time.Duration
-	// MaxWatchTimeout ends a local watch without timeoutSeconds after this long
-	// (--min-request-timeout; default 30m).
-	MaxWatchTimeout time.Duration
+	// MinRequestTimeout (--min-request-timeout; default 30m) sets how long a local
+	// watch without timeoutSeconds lasts: a random duration in [MinRequestTimeout,
+	// 2*MinRequestTimeout), as the apiserver does, so the node's watches do not all
+	// expire, and relist, at once. A watch's own timeoutSeconds is kept as given (the
+	// apiserver does not cap it either); see watchTimeout.
+	MinRequestTimeout time.Duration
 	// TokenMinValidity: a cached service-account token is handed out offline only
 	// while it stays valid at least this long (default 1m).
 	TokenMinValidity time.Duration
@@ -86,8 +89,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.BookmarkInterval <= 0 {
 		opts.BookmarkInterval = 30 * time.Second
 	}
-	if opts.MaxWatchTimeout <= 0 {
-		opts.MaxWatchTimeout = 30 * time.Minute
+	if opts.MinRequestTimeout <= 0 {
+		opts.MinRequestTimeout = 30 * time.Minute
 	}
 	if opts.TokenMinValidity <= 0 {
 		opts.TokenMinValidity = time.Minute

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -144,12 +145,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 		v = &view{key: cachekey.List(info), info: li}
 	}
 
-	timeout := h.opts.MaxWatchTimeout
-	if info.TimeoutSeconds > 0 {
-		timeout = time.Duration(info.TimeoutSeconds) * time.Second
-	} else if info.TimeoutSeconds < 0 {
-		timeout = 0 // as the apiserver: a negative timeout ends the watch at once
-	}
+	timeout := watchTimeout(info.TimeoutSeconds, h.opts.MinRequestTimeout, rand.Float64)
 
 	h.watches.Add(1)
 	h.active.Add(1)
@@ -283,4 +279,22 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 			}
 		}
 	}
+}
+
+// watchTimeout is how long a local watch lasts, by the apiserver's rule: the
+// request's timeoutSeconds as given (a negative one ends the watch at once, not
+// capped: neither the apiserver nor OpenYurt's local proxy caps it, and client-go's
+// reflectors ask for 5 to 10 minutes); without it (or 0) a random duration in
+// [minRequestTimeout, 2*minRequestTimeout). The randomness matters most offline:
+// every component on the node lost the cloud at the same moment and started its
+// local watches together; with one fixed timeout they would all expire, and relist
+// from the cache, together again and again.
+func watchTimeout(timeoutSeconds int64, minRequestTimeout time.Duration, random func() float64) time.Duration {
+	if timeoutSeconds < 0 {
+		return 0
+	}
+	if timeoutSeconds > 0 {
+		return time.Duration(timeoutSeconds) * time.Second
+	}
+	return time.Duration(float64(minRequestTimeout) * (1 + random()))
 }

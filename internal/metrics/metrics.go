@@ -43,6 +43,9 @@ type Metrics struct {
 	BackendTransitions *prometheus.CounterVec
 	// UpstreamErrors: proxied requests that failed to reach a backend, by server and kind.
 	UpstreamErrors *prometheus.CounterVec
+	// AnonymousRejected: requests without credentials refused with 403 because they
+	// did not come from the node itself, by reason (not_node_address, unknown_source).
+	AnonymousRejected *prometheus.CounterVec
 }
 
 // New creates and registers every metric, plus the Go and process collectors.
@@ -71,9 +74,13 @@ func New() *Metrics {
 		ServerHealthy:      gv("server_healthy_status", "healthy status of remote servers. 1: healthy, 0: unhealthy", "server"),
 		BackendTransitions: cv("server_health_transitions_total", "backend health changes", "server", "to"),
 		UpstreamErrors:     cv("upstream_errors_total", "proxied requests that failed to reach a backend", "server", "kind"),
+		AnonymousRejected: cv("proxy_anonymous_rejected_total",
+			"requests without credentials (no Authorization header, no client certificate) refused with 403 because they did not come from the node itself", "reason"),
 	}
+	// Present at 0 from the start, so an alert on any increase needs no special case.
+	m.AnonymousRejected.WithLabelValues("not_node_address")
 	r.MustRegister(m.InFlightRequests, m.AggregatedInFlight, m.RejectedRequests, m.ClosedRequests,
-		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors,
+		m.ProxyTraffic, m.ProxyLatency, m.ServerHealthy, m.BackendTransitions, m.UpstreamErrors, m.AnonymousRejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +99,7 @@ type CacheStats struct {
 	QueueHighMark                           int64   // largest tee queue seen, bytes
 	ActiveStreams                           int64   // responses being teed now
 	DamagedValues                           int64   // cached values that failed their integrity check
+	OpaqueRVResources                       int64   // resources not cached: their resourceVersions are not numbers
 }
 
 // RegisterCache exports the cache manager's counters: mean write latency is
@@ -118,6 +126,7 @@ func (m *Metrics) RegisterCache(stats func() CacheStats) {
 		gauge("cache_queue_high_water_bytes", "largest tee queue seen, bytes", func(s CacheStats) float64 { return float64(s.QueueHighMark) }),
 		counter("cache_damaged_values_total", "cached values found damaged (checksum mismatch): left out of every answer until the cloud replaces them", func(s CacheStats) float64 { return float64(s.DamagedValues) }),
 		gauge("cache_active_streams", "responses being teed into the cache now", func(s CacheStats) float64 { return float64(s.ActiveStreams) }),
+		gauge("cache_opaque_rv_resources", "resources not cached because their resourceVersions are not numbers (each logged once)", func(s CacheStats) float64 { return float64(s.OpaqueRVResources) }),
 	)
 }
 

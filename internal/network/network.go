@@ -34,6 +34,10 @@
 //
 // A rule in an owned chain that is not in this list is deleted by Ensure.
 //
+// The rules accept any source: pods reach the hub on the dummy IP. What a pod may do
+// there is the proxy's decision: a request without credentials is taken only from the
+// node's own addresses (internal/proxy, internal/nodeaddr).
+//
 // Errors are *SetupError values with a kind (the label of the
 // node_yurthub_network_setup_errors_total counter) and a hint a person can act on:
 // no CAP_NET_ADMIN, a kernel without the dummy driver (netlink answers EOPNOTSUPP),

@@ -12,6 +12,19 @@
 // and goes over a transport that only verifies the apiserver against the cluster CA; any
 // other request goes with the hub's own client certificate (certs.Source).
 //
+// Anonymous requests only from the node (anonymous.go, issue 15 item 9): a request
+// without credentials (no Authorization header, and no client certificate verified
+// against the cluster CA on the secure port) would reach the apiserver as the node,
+// and every pod can reach the proxy on the dummy IP. So such a request is served only
+// when its connection's source address is the node's own (Options.NodeAddrs:
+// loopback and the addresses of the host's interfaces, i.e. host-network components);
+// from anywhere else it gets 403 with a Status saying what to do (send the pod's
+// service-account token, or run on the host network), a WARN line once per source per
+// 10 minutes and node_yurthub_proxy_anonymous_rejected_total{reason}. This check comes
+// before anything else, offline too. A verified client certificate counts as a
+// credential but its identity is not forwarded: such requests go upstream as the node,
+// as in OpenYurt.
+//
 // The query parameters of gets, lists and watches are validated as the apiserver does
 // (requestinfo.ValidateQuery) before routing, so both paths refuse the same requests.
 //
@@ -43,6 +56,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"syscall"
 	"time"
@@ -87,6 +101,9 @@ type Options struct {
 	Cacher Cacher
 	// Local answers in edge mode when no backend is healthy; nil answers 503.
 	Local http.Handler
+	// NodeAddrs are the node's own addresses (internal/nodeaddr): a request without
+	// credentials is answered 403 unless its source is one of them. nil: loopback only.
+	NodeAddrs NodeAddrs
 	// OnRequest is called for every request after classification (the health
 	// checker's KubeletSeen hangs off it). Must be quick.
 	OnRequest func(info *requestinfo.Info)
@@ -105,6 +122,7 @@ type Proxy struct {
 	inflight chan struct{} // nil: no limit
 	edge     bool
 	up       *upstream
+	anon     *anonymousGuard
 
 	// longCtx ends when CloseLongRunning is called: watches and upgraded connections
 	// end with it, so a shutdown does not wait for them.
@@ -143,6 +161,10 @@ func New(opts Options) (*Proxy, error) {
 		log:    opts.Log,
 		parser: requestinfo.New(),
 		edge:   opts.WorkingMode != config.WorkingModeCloud,
+	}
+	p.anon = &anonymousGuard{addrs: opts.NodeAddrs, log: opts.Log, warned: map[netip.Addr]time.Time{}}
+	if p.anon.addrs == nil {
+		p.anon.addrs = loopbackOnly{}
 	}
 	p.longCtx, p.closeLong = context.WithCancel(context.Background())
 	if opts.MaxRequestsInFlight > 0 {
@@ -218,6 +240,12 @@ const maxKeptBody = 64 << 10
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// First of all: a request that would borrow the node's identity must come from
+	// the node (anonymous.go). Online or offline alike: the cache holds what the
+	// node's components read.
+	if p.refuseAnonymous(w, r) {
+		return
+	}
 	info, err := p.parser.Parse(r)
 	if err != nil {
 		p.log.Debug("request not classified, proxying as is", slog.String("path", r.URL.Path), slog.Any("err", err))

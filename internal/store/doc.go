@@ -22,6 +22,7 @@
 //	        │   └── <group>/<version>/<resource>          core group spelled "core"
 //	        │       └── <namespace>/<name> = object record  "/<name>" if cluster-scoped
 //	        │             [1 fmt=2][1 enc 'j'|'p'][8 resourceVersion BE][4 CRC-32C][bytes...]
+//	        │             enc 'J'|'P': changed on the node offline (Object.Local), yields to the cloud's copy
 //	        ├── lists
 //	        │   └── <group>/<version>/<resource>
 //	        │       └── <namespace>?<selector>             one list view; ns "" = all

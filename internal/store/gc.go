@@ -243,7 +243,7 @@ func (s *Store) WalkCoverage(ctx context.Context, f Filter, fn func(k ObjectKey,
 					}
 					covered := covers(members, k)
 					key := ObjectKey{Component: string(cname), Resource: r, Namespace: ns, Name: name}
-					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}, covered); err != nil {
+					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data, Local: schema.IsLocal(val)}, covered); err != nil {
 						return err
 					}
 				}
@@ -285,7 +285,7 @@ func (s *Store) PutLocalEvent(ctx context.Context, k ObjectKey, o Object, max in
 			return err
 		}
 		newKey := schema.ObjectKey(k.Namespace, k.Name)
-		if err := b.Put(newKey, schema.EncodeObject(enc, o.ResourceVersion, o.Data)); err != nil {
+		if err := b.Put(newKey, schema.EncodeObject(schema.LocalEncoding(enc), o.ResourceVersion, o.Data)); err != nil {
 			return err
 		}
 		if max <= 0 {

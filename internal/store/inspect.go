@@ -245,7 +245,7 @@ func (s *Store) Walk(ctx context.Context, f Filter, fn func(ObjectKey, Object) e
 					if err != nil {
 						return fmt.Errorf("%w: %s/%s/%s: %v", ErrCorrupt, cname, rk, k, err)
 					}
-					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data}); err != nil {
+					if err := fn(key, Object{Namespace: ns, Name: name, ResourceVersion: rv, Encoding: encodingOf(enc), Data: data, Local: schema.IsLocal(val)}); err != nil {
 						return err
 					}
 				}

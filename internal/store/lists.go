@@ -109,8 +109,8 @@ func (v *viewTx) upsert(o Object, enc byte, requireFresh bool) (stale bool, err 
 					return true, nil
 				}
 				write = false // a list older than another view's watch keeps the newer copy
-			} else if rv == o.ResourceVersion && o.ResourceVersion != 0 {
-				write = false
+			} else if rv == o.ResourceVersion && o.ResourceVersion != 0 && !schema.IsLocal(old) {
+				write = false // already stored (a local change at that RV yields to the cloud's copy)
 			}
 		}
 	}
@@ -387,10 +387,11 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 		}
 		// Pass 1: look up and verify every member; pass 2: hand them to fn.
 		type item struct {
-			key  []byte
-			enc  byte
-			rv   uint64
-			data []byte
+			key   []byte
+			enc   byte
+			rv    uint64
+			data  []byte
+			local bool
 		}
 		items := make([]item, 0, min(max(info.Count, 0), 1<<17))
 		// Members and objects are both sorted by key: walk them together (a cursor
@@ -430,14 +431,14 @@ func (s *Store) List(ctx context.Context, k ListKey, fn func(Object) error) (Lis
 			if err != nil {
 				return fmt.Errorf("%w: %s: object %s: %v", ErrCorrupt, k, key, err)
 			}
-			items = append(items, item{key, enc, rv, data})
+			items = append(items, item{key, enc, rv, data, schema.IsLocal(v)})
 		}
 		if len(bad) > 0 {
 			return fmt.Errorf("%w: %s: %s", ErrDamaged, k, damageReason(bad))
 		}
 		for _, it := range items {
 			ns, name, _ := schema.ParseObjectKey(it.key)
-			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data}); err != nil {
+			if err := fn(Object{Namespace: ns, Name: name, ResourceVersion: it.rv, Encoding: encodingOf(it.enc), Data: it.data, Local: it.local}); err != nil {
 				return err
 			}
 		}

@@ -18,9 +18,11 @@ import (
 // of its own, because only the cloud hands those out. The object keeps its list
 // view memberships.
 //
-// Because o normally keeps the cloud's resourceVersion, the first change the cloud
-// makes to the object after it comes back (a higher resourceVersion) replaces the
-// local copy, and nothing older ever does.
+// The object is stored marked local (Object.Local; an upper-case encoding byte,
+// see schema): it keeps the cloud's resourceVersion, but the cloud never saw this
+// change, so the cloud's copy at that same resourceVersion (the next list, watch
+// event or GET after the cloud comes back) replaces it, as does any newer one;
+// nothing older ever does.
 //
 // Added for the offline path (package localproxy); PutObject cannot do this because
 // it treats an equal resourceVersion as "already stored".
@@ -56,6 +58,6 @@ func (s *Store) UpdateObject(ctx context.Context, k ObjectKey, expectRV uint64, 
 		if rv != expectRV {
 			return fmt.Errorf("%s: cached resourceVersion %d, expected %d: %w", k, rv, expectRV, ErrStale)
 		}
-		return b.Put(key, schema.EncodeObject(enc, o.ResourceVersion, o.Data))
+		return b.Put(key, schema.EncodeObject(schema.LocalEncoding(enc), o.ResourceVersion, o.Data))
 	})
 }

@@ -114,7 +114,8 @@ func rawBucket(tx *bolt.Tx, create bool, component string) (*bolt.Bucket, error)
 }
 
 // PutObject stores one object (from a GET). An object whose resourceVersion is
-// lower than the stored copy's is refused with ErrStale; an equal one is a no-op.
+// lower than the stored copy's is refused with ErrStale; an equal one is a no-op,
+// unless the stored copy is a local change (Object.Local), which it replaces.
 //
 // Most GETs through the hub return what is cached already (kubelet reads its node
 // and its pods again and again), so the comparison is made first in a read
@@ -148,7 +149,9 @@ func (s *Store) PutObject(ctx context.Context, k ObjectKey, o Object) error {
 		if o.ResourceVersion < rv {
 			return true, fmt.Errorf("%s: resourceVersion %d < cached %d: %w", k, o.ResourceVersion, rv, ErrStale)
 		}
-		return o.ResourceVersion == rv && o.ResourceVersion != 0, nil
+		// Equal is already stored, unless the stored copy is a local change: it
+		// kept the cloud's resourceVersion, and the cloud's copy replaces it.
+		return o.ResourceVersion == rv && o.ResourceVersion != 0 && !schema.IsLocal(old), nil
 	}
 	var done bool
 	err = s.view(func(tx *bolt.Tx) error {
@@ -202,7 +205,7 @@ func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
 			return damaged(err, k.String())
 		}
 		out = Object{Namespace: k.Namespace, Name: k.Name, ResourceVersion: rv, Encoding: encodingOf(enc),
-			Data: bytes.Clone(data)}
+			Data: bytes.Clone(data), Local: schema.IsLocal(v)}
 		return nil
 	})
 	if errors.Is(err, ErrDamaged) {

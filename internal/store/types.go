@@ -75,6 +75,12 @@ type Object struct {
 	// Damaged is set by Walk (only) for a stored value that failed its integrity
 	// check (errors.Is(Damaged, ErrDamaged)); Data is then nil and ResourceVersion 0.
 	Damaged error
+	// Local is set on an object changed on this node while the cloud was unreachable
+	// (UpdateObject, PutLocalEvent): it keeps the cloud's resourceVersion, but not the
+	// cloud's bytes, so the cloud's copy at that same resourceVersion replaces it
+	// (from a list, a watch event or a GET). Set by GetObject, List and Walk; ignored
+	// on writes (only UpdateObject and PutLocalEvent write local objects).
+	Local bool
 
 	record []byte // internal: Data already framed as a stored record (ListWriter's spool)
 }

@@ -20,6 +20,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,6 +73,13 @@ type EventDecoder interface {
 	Next(*Event) error
 }
 
+// ErrOpaqueRV is wrapped by every decode error caused by a resourceVersion that is
+// not a decimal number fitting 64 bits. By API convention a resourceVersion is
+// opaque; kube-apiserver's (etcd's revision) and every common aggregated server's
+// are numbers, which the cache relies on to order objects, lists and events. A
+// caller tells this error from a malformed body with errors.Is.
+var ErrOpaqueRV = errors.New("resourceVersion is not a number")
+
 // ParseRV reads a resourceVersion ("" is 0).
 func ParseRV(s string) (uint64, error) {
 	if s == "" {
@@ -79,7 +87,7 @@ func ParseRV(s string) (uint64, error) {
 	}
 	rv, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("resourceVersion %q is not a number: %w", s, err)
+		return 0, fmt.Errorf("%w: %q", ErrOpaqueRV, s)
 	}
 	return rv, nil
 }

@@ -97,11 +97,28 @@ const (
 
 // Object record: [1 format=2][1 encoding][8 resourceVersion BE][4 CRC-32C BE][data...].
 // The checksum covers the first 10 bytes and the data.
+//
+// The encoding byte is 'j' (JSON) or 'p' (protobuf) for an object as the cloud sent
+// it, and the same letter in upper case ('J', 'P') for one changed on the node while
+// the cloud was unreachable (the offline path's writes). Such an object keeps the
+// cloud's resourceVersion, so the case is what lets the cloud's copy at that same
+// resourceVersion replace it. The flag lives in the existing header byte, under the
+// checksum, so no record grows and no migration rewrites the file: every record
+// written before it is a cloud copy, as it says. A binary older than the flag reads
+// an upper-case record as malformed (ErrBadRecord); its next list or GET from the
+// cloud overwrites it.
 const (
 	recordHeaderLen = 14
 	EncodingJSON    = 'j'
 	EncodingProto   = 'p'
+	localBit        = 0x20 // cleared: upper case
 )
+
+// LocalEncoding is the encoding byte of an object changed locally (see above).
+func LocalEncoding(encoding byte) byte { return encoding &^ localBit }
+
+// IsLocal reports whether the record v (a valid object record) was changed locally.
+func IsLocal(v []byte) bool { return len(v) > 1 && v[1]&localBit == 0 }
 
 // ErrBadRecord is returned for a value that does not decode.
 var ErrBadRecord = errors.New("malformed record")
@@ -144,14 +161,21 @@ func objectChecksum(b []byte) uint32 {
 
 // DecodeObject checks and splits a record; data aliases v. ErrBadRecord when v is
 // not an object record, ErrChecksum when its bytes were damaged.
+//
+// The encoding returned is always the lower-case letter; IsLocal tells a local
+// change.
 func DecodeObject(v []byte) (encoding byte, rv uint64, data []byte, err error) {
-	if len(v) < recordHeaderLen || v[0] != RecordFormat || (v[1] != EncodingJSON && v[1] != EncodingProto) {
+	if len(v) < recordHeaderLen || v[0] != RecordFormat {
+		return 0, 0, nil, ErrBadRecord
+	}
+	encoding = v[1] | localBit
+	if encoding != EncodingJSON && encoding != EncodingProto {
 		return 0, 0, nil, ErrBadRecord
 	}
 	if binary.BigEndian.Uint32(v[10:14]) != objectChecksum(v) {
 		return 0, 0, nil, ErrChecksum
 	}
-	return v[1], binary.BigEndian.Uint64(v[2:10]), v[recordHeaderLen:], nil
+	return encoding, binary.BigEndian.Uint64(v[2:10]), v[recordHeaderLen:], nil
 }
 
 // ListInfo record: [1 format=2][8 rv][8 syncedAt unix ns][8 count][1 complete]

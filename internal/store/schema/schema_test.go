@@ -31,6 +31,15 @@ func TestRoundTrips(t *testing.T) {
 	if err != nil || enc != EncodingProto || rv != 42 || string(data) != "k8s\x00x" {
 		t.Errorf("object record -> %c %d %q %v", enc, rv, data, err)
 	}
+	for _, e := range []byte{EncodingJSON, EncodingProto} {
+		rec := EncodeObject(LocalEncoding(e), 9, []byte("x"))
+		if enc, rv, _, err := DecodeObject(rec); err != nil || enc != e || rv != 9 || !IsLocal(rec) {
+			t.Errorf("local %c record -> %c %d local=%v %v", e, enc, rv, IsLocal(rec), err)
+		}
+		if IsLocal(EncodeObject(e, 9, []byte("x"))) {
+			t.Errorf("cloud %c record reads as local", e)
+		}
+	}
 	rec := NewObjectRecord(EncodingJSON, 7, 2)
 	copy(rec[len(rec)-2:], "{}")
 	SealObjectRecord(rec)
