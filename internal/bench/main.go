@@ -18,7 +18,9 @@
 //  3. GET one pod (p50, p99 over --gets requests), LIST 1k and 10k pods in JSON and
 //     protobuf (the whole body read; --list-runs samples each, at least 20); the hub's
 //     anonymous memory (RssAnon) peak above idle during its first 10k-pod JSON list,
-//     the one it caches (goal: < 16 MiB);
+//     the one it caches (goal: < 16 MiB); LIST --large EndpointSlices as kube-proxy,
+//     which the hub filters with servicetopology (filters.go), and the hub's anonymous
+//     memory above idle during those lists;
 //  4. watch: 8 concurrent watchers of bench-watch while 8 writers patch its pods for
 //     --watch-seconds; events/s delivered to all watchers together; the hub's RSS is
 //     sampled meanwhile;
@@ -192,6 +194,9 @@ func run(f flags) error {
 	if err := b.populate(); err != nil {
 		return err
 	}
+	if err := b.populateSlices(); err != nil {
+		return err
+	}
 	if err := b.populateEndpointSlices(); err != nil {
 		return err
 	}
@@ -352,12 +357,15 @@ func (b *bench) targets() []target {
 }
 
 // do sends one GET and reads the whole body. Status other than 200 is an error.
-func do(t target, path, accept string) (int64, error) {
+func do(t target, path, accept string) (int64, error) { return doAs(t, path, accept, userAgent) }
+
+// doAs is do with another client's User-Agent.
+func doAs(t target, path, accept, ua string) (int64, error) {
 	req, err := http.NewRequest(http.MethodGet, t.base+path, nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", ua)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
@@ -480,6 +488,8 @@ func (b *bench) online() error {
 	b.getFigures("", b.targets())
 	log.Printf("online: LIST")
 	b.listFigures("", b.targets())
+	log.Printf("online: LIST EndpointSlices as kube-proxy (servicetopology)")
+	b.sliceFigures()
 
 	log.Printf("online: watch")
 	failed := map[string]bool{}

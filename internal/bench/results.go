@@ -119,6 +119,8 @@ type goal struct {
 var goals = []goal{
 	{ratio: true, max: 1.15, text: "hub/direct <= 1.15", byPrefixOf: "GET one pod p50"},
 	{ratio: true, max: 1.25, text: "hub/direct <= 1.25", byPrefixOf: "LIST 10k pods"},
+	{ratio: true, max: 1.25, text: "hub/direct <= 1.25", byPrefixOf: "LIST 10k EndpointSlices as kube-proxy"},
+	{max: 16, text: "<= 16 MiB above idle", byPrefixOf: "↳ hub anonymous memory above idle at the peak of those lists"},
 	{ratio: true, min: 0.90, text: "hub/direct >= 0.90", byPrefixOf: "watch events/s"},
 	{max: 2000, text: "< 2 s", byPrefixOf: "cloud loss noticed"},
 	{max: 2000, text: "< 2 s", byPrefixOf: "cloud recovery noticed"},

@@ -118,7 +118,7 @@ func configMapListWatch(c rest.Interface, namespace string) cache.ListerWatcher 
 
 // WatchConfig starts an informer on ConfigMap yurt-hub-cfg in Options.ConfigNamespace
 // (--namespace, default kube-system) and applies
-// its cache_agents key live; a deleted ConfigMap puts the defaults back. It returns
+// its cache_agents key live (and hands the whole data to Options.OnConfig); a deleted ConfigMap puts the defaults back. It returns
 // at once; the informer stops with ctx. The informer relists and rewatches on its
 // own after errors (with backoff), and resyncs every 10 minutes. While the cloud is
 // unreachable the setting last seen stays in force.
@@ -131,11 +131,19 @@ func (m *Manager) WatchConfig(ctx context.Context, c rest.Interface) {
 			return
 		}
 		m.SetCacheAgents(cm.Data[CacheAgentsKey])
+		if m.opts.OnConfig != nil {
+			m.opts.OnConfig(cm.Data)
+		}
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    apply,
 		UpdateFunc: func(_, obj any) { apply(obj) },
-		DeleteFunc: func(any) { m.SetCacheAgents("") },
+		DeleteFunc: func(any) {
+			m.SetCacheAgents("")
+			if m.opts.OnConfig != nil {
+				m.opts.OnConfig(nil)
+			}
+		},
 	})
 	go inf.RunWithContext(ctx)
 }

@@ -41,6 +41,10 @@ type Options struct {
 	// ConfigNamespace is where WatchConfig reads the yurt-hub-cfg ConfigMap
 	// (--namespace; default ConfigMapNamespace, kube-system).
 	ConfigNamespace string
+	// OnConfig, when set, also receives the whole data of yurt-hub-cfg on every
+	// change (nil when it is deleted): the response filters read their keys from
+	// the same watch.
+	OnConfig func(data map[string]string)
 }
 
 func (o *Options) defaults() {

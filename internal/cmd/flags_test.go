@@ -121,6 +121,7 @@ func TestInvalidFlagsFailWithOneLineNamingTheFlag(t *testing.T) {
 		{"unknown bootstrap-mode", append(ok, "--bootstrap-mode=magic"), "--bootstrap-mode", "must be one of"},
 		{"unknown log-format", append(ok, "--log-format=xml"), "--log-format", "must be one of text, json"},
 		{"dummy ip in tunnel range", append(ok, "--dummy-if-ip=169.254.31.7"), "--dummy-if-ip", "169.254.31.0/24"},
+		{"unknown filter to disable", append(ok, "--disabled-resource-filters=masterservice,nosuchfilter"), "--disabled-resource-filters", "unknown filter; the filters are servicetopology"},
 		{"dummy ip is calico gateway", append(ok, "--dummy-if-ip=169.254.1.1"), "--dummy-if-ip", "169.254.1.1"},
 		{"dummy ip not an ip", append(ok, "--dummy-if-ip=nope"), "--dummy-if-ip", "not an IP address"},
 		{"dummy if name too long", append(ok, "--dummy-if-name=a-very-long-interface-name"), "--dummy-if-name", "not a valid interface name"},
@@ -195,8 +196,8 @@ func TestYurtadmCommandLine(t *testing.T) {
 	if got.BootstrapFile != bootstrap || got.Namespace != "kube-system" || strings.Join(got.HubCertOrganizations, ",") != "org-a" {
 		t.Fatalf("config = %+v", got)
 	}
-	if in := got.Inert(); len(in) != 1 || in[0].Flag != "nodepool-name" || in[0].Value != "pool-a" {
-		t.Fatalf("inert settings = %+v, want only --nodepool-name=pool-a", in)
+	if in := got.Inert(); len(in) != 0 {
+		t.Fatalf("inert settings = %+v, want none (--nodepool-name is live since the filters)", in)
 	}
 }
 
@@ -204,9 +205,8 @@ func TestYurtadmCommandLine(t *testing.T) {
 // value, is listed by Config.Inert (the daemon logs a WARN line for each), and its
 // --help line says so.
 func TestInertFlagsListed(t *testing.T) {
-	args := []string{"--nodepool-name=p", "--enable-resource-filter=false", "--disabled-resource-filters=masterservice",
-		"--enable-node-pool=false", "--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
-		"--multiplexer-port=10270", "--enable-pool-service-topology", "--host-control-plane-address=10.0.0.9:6443"}
+	args := []string{"--cert-mgr-mode=kubelet", "--access-server-through-hub=false",
+		"--multiplexer-port=10270", "--host-control-plane-address=10.0.0.9:6443"}
 	got, err := parseFlags(append([]string{"--server-addr=https://10.0.0.1:6443", "--node-name=edge-1", "--root-dir=" + t.TempDir()}, args...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func TestYurtadmJoinStartsTheDaemon(t *testing.T) {
 		t.Fatalf("no exit 30s after SIGTERM\n%s", logs.String())
 	}
 	out := logs.String()
-	for _, want := range []string{`level=WARN msg="flag accepted but it has no effect yet`, `flag=--nodepool-name value=pool-a`, `msg="new certificate in use" part=certs kind=client`} {
+	for _, want := range []string{`msg="response filters" part=filter`, `nodepool=pool-a`, `msg="new certificate in use" part=certs kind=client`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log lacks %q:\n%s", want, out)
 		}

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/yurthub/yurthub/internal/filter"
 )
 
 // Working modes.
@@ -121,10 +123,12 @@ type Config struct {
 	// PoolScopeResources are served by the node-level multiplexer
 	// (internal/multiplexer): "group/version/resource", the core group empty.
 	PoolScopeResources []string
-	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
-	MultiplexerPort           int
+	// EnablePoolServiceTopology turns on pool-scoped service topology (with
+	// EnableNodePool, either one: OpenYurt v1.7 reads both).
 	EnablePoolServiceTopology bool
-	HostControlPlaneAddress   string
+	// OpenYurt v1.6/v1.7 flags whose features are not built yet (see Inert).
+	MultiplexerPort         int
+	HostControlPlaneAddress string
 
 	LogFormat string
 	Verbosity int // -v, accepted for compatibility with klog-style command lines
@@ -189,14 +193,9 @@ func (c *Config) Inert() []InertSetting {
 			out = append(out, InertSetting{Flag: flag, Value: fmt.Sprint(v)})
 		}
 	}
-	add("nodepool-name", c.NodePoolName != d.NodePoolName, c.NodePoolName)
-	add("enable-resource-filter", c.EnableResourceFilter != d.EnableResourceFilter, c.EnableResourceFilter)
-	add("disabled-resource-filters", len(c.DisabledResourceFilters) > 0, strings.Join(c.DisabledResourceFilters, ","))
-	add("enable-node-pool", c.EnableNodePool != d.EnableNodePool, c.EnableNodePool)
 	add("cert-mgr-mode", c.CertMgrMode != d.CertMgrMode, c.CertMgrMode)
 	add("access-server-through-hub", c.AccessServerThroughHub != d.AccessServerThroughHub, c.AccessServerThroughHub)
 	add("multiplexer-port", c.MultiplexerPort != d.MultiplexerPort, c.MultiplexerPort)
-	add("enable-pool-service-topology", c.EnablePoolServiceTopology != d.EnablePoolServiceTopology, c.EnablePoolServiceTopology)
 	add("host-control-plane-address", c.HostControlPlaneAddress != d.HostControlPlaneAddress, c.HostControlPlaneAddress)
 	return out
 }
@@ -305,6 +304,11 @@ func (c *Config) Validate() error {
 	if c.NodePoolName != "" {
 		if errs := validation.IsDNS1123Subdomain(c.NodePoolName); len(errs) > 0 {
 			return flagErr("nodepool-name", c.NodePoolName, "not a valid nodepool name: %s", errs[0])
+		}
+	}
+	for _, f := range c.DisabledResourceFilters {
+		if !filter.Known(f) {
+			return flagErr("disabled-resource-filters", f, "unknown filter; the filters are %s", strings.Join(filter.KnownNames(), ", "))
 		}
 	}
 	if c.WorkingMode == "local" {

@@ -105,6 +105,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	netw.register(on.metrics.Registry)
 	if local != nil {
 		local.SetCloudHealthy(on.lb.AnyHealthy)
+		if on.mux != nil {
+			// The offline EndpointSlice repair reaches the multiplexed state too.
+			local.SetOnLocalChange(on.mux.LocalChange)
+		}
 		on.metrics.RegisterPlaceholderTokens(localproxy.PlaceholderTokens)
 	}
 	// /pods, OTA, the start-up pod GC and the periodic GC (house.go).

@@ -219,9 +219,14 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		KubeletGracePeriod: cfg.KubeletHealthGracePeriod,
 		Log:                log.With(slog.String("part", "healthcheck")),
 	})
+	filters, err := newFilters(cfg, log, o.metrics)
+	if err != nil {
+		return nil, err
+	}
 	var cacher proxy.Cacher
 	if cfg.WorkingMode == config.WorkingModeEdge && deps.Store != nil {
-		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{ConfigNamespace: cfg.Namespace})
+		o.cache = cachemgr.New(deps.Store, log.With(slog.String("part", "cache")), cachemgr.Options{ConfigNamespace: cfg.Namespace,
+			OnConfig: filters.settings.Apply})
 		cacher = o.cache
 		o.metrics.RegisterCache(func() metrics.CacheStats {
 			s := o.cache.Stats()
@@ -252,6 +257,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			},
 			Transport:       certTransport,
 			MaxWatchTimeout: cfg.MinRequestTimeout,
+			Filters:         filters.forMultiplexer,
 			Log:             log.With(slog.String("part", "multiplexer")),
 		})
 		if err != nil {
@@ -266,6 +272,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 		Certs:               o.certs,
 		CertTransport:       certTransport,
 		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
+		Filter:              filters.responses,
 		Cacher:              withTokenCacher(deps.Local, cacher),
 		Local:               deps.Local,
 		Multiplexer:         mux,
@@ -342,6 +349,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
 				log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
 			}
+			filters.watch(hctx, self)
 		}
 		hasCert := func() bool { return o.certMgr.NotAfter(certs.KindClient).After(time.Time{}) }
 		if o.certMgr == nil || hasCert() {
@@ -372,6 +380,12 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 				}
 			}()
 		}
+	}
+
+	if o.cache == nil {
+		// cloud mode: no cache and no yurt-hub-cfg watch, but servicetopology still
+		// needs the Services and the NodePools
+		filters.watch(hctx, &rest.Config{Host: "http://" + cfg.ProxyAddr(), UserAgent: "yurthub", QPS: -1})
 	}
 
 	hub.Handle("GET /metrics", o.metrics.Handler())

@@ -26,7 +26,9 @@
 //	            list); marked incomplete by the cache manager => 503 with the reason
 //	            (never a partial list); kubelet's pod list with no items => 404 (an
 //	            empty list would make kubelet stop every pod).
-//	watch       held open; no event is invented. sendInitialEvents=true (watch-list)
+//	watch       held open; the only events after the initial state are the
+//	            EndpointSlices/Endpoints an offline pod status write repaired
+//	            (repair.go), as MODIFIED. sendInitialEvents=true (watch-list)
 //	            or resourceVersion ""/"0": the cached objects as ADDED, then (for
 //	            watch-list) the BOOKMARK annotated k8s.io/initial-events-end=true, so
 //	            client-go >= 1.32 informers start offline. A resourceVersion older
@@ -35,7 +37,8 @@
 //	            timeoutSeconds (else after a random time in [MinRequestTimeout, 2*MinRequestTimeout)), on Close, and within
 //	            Options.HealthPollInterval of the cloud being healthy again, so the
 //	            client re-watches the cloud from its last resourceVersion and gets
-//	            what changed during the outage.
+//	            what changed during the outage (a watch that delivered a repair ends
+//	            with 410 Expired instead, so its client relists the cloud's objects).
 //	create      events (core/v1 and events.k8s.io/v1): stored in the component's
 //	            cache with a fresh uid (201); a second create of the same name is 409.
 //	            They are NOT forwarded when the cloud returns: they are kept, for

@@ -70,6 +70,11 @@ type Handler struct {
 	closing   chan struct{}
 	watches   sync.WaitGroup
 	active    atomic.Int64
+	// notify carries objects the offline path changed (endpoint repair) to the
+	// local watches.
+	notify notifier
+	// onLocal is SetOnLocalChange's function.
+	onLocal atomic.Pointer[func(store.ObjectKey, store.Object)]
 }
 
 // New returns the local handler.
@@ -103,6 +108,17 @@ func New(opts Options) (*Handler, error) {
 		h.SetCloudHealthy(opts.CloudHealthy)
 	}
 	return h, nil
+}
+
+// SetOnLocalChange sets a function told of every object the offline path
+// changes in the cache on its own (the EndpointSlice repair): the daemon passes
+// the multiplexer's LocalChange, whose state the local watches here do not serve.
+func (h *Handler) SetOnLocalChange(f func(key store.ObjectKey, o store.Object)) {
+	if f == nil {
+		h.onLocal.Store(nil)
+		return
+	}
+	h.onLocal.Store(&f)
 }
 
 // SetCloudHealthy sets the function local watches poll to learn that the cloud is

@@ -2,6 +2,7 @@ package localproxy
 
 import (
 	"fmt"
+	"github.com/yurthub/yurthub/internal/requestinfo"
 	"io"
 	"net/http"
 	"net/url"
@@ -95,7 +96,7 @@ func TestWatchTimeoutRule(t *testing.T) {
 		{0, 0.5, 45 * time.Minute},
 		{0, 0.999, min + time.Duration(0.999*float64(min))},
 	} {
-		if got := watchTimeout(c.seconds, min, func() float64 { return c.random }); got != c.want {
+		if got := requestinfo.WatchTimeout(c.seconds, min, func() float64 { return c.random }); got != c.want {
 			t.Errorf("timeoutSeconds=%d random=%v: %v, want %v", c.seconds, c.random, got, c.want)
 		}
 	}

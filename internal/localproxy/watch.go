@@ -145,7 +145,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 		v = &view{key: cachekey.List(info), info: li}
 	}
 
-	timeout := watchTimeout(info.TimeoutSeconds, h.opts.MinRequestTimeout, rand.Float64)
+	timeout := requestinfo.WatchTimeout(info.TimeoutSeconds, h.opts.MinRequestTimeout, rand.Float64)
 
 	h.watches.Add(1)
 	h.active.Add(1)
@@ -187,6 +187,12 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 	}
 	log.Debug("local watch started", slog.Uint64("resourceVersion", rv))
 
+	// objects the offline path changes (endpoint repair) arrive as MODIFIED
+	local, unsubscribe := h.notify.subscribe(info.Component, cachekey.List(info).Resource)
+	defer unsubscribe()
+	match, merr := newMatcher(info.Namespace, info.LabelSelector, info.FieldSelector, info.Resource)
+	repaired := false
+
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(h.opts.HealthPollInterval)
@@ -207,9 +213,32 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 			return
 		case <-poll.C:
 			if h.cloudHealthy() {
+				if repaired {
+					// the client holds objects only this node changed: make it relist
+					// from the cloud, whose objects win
+					log.Info("cloud reachable again: ending the local watch with 410 Expired so the client relists the objects repaired offline from the cloud")
+					st := apierrors.NewResourceExpired("yurthub: the cloud kube-apiserver is reachable again and objects on this watch were repaired offline; relist to get the cloud's").ErrStatus
+					_ = ew.status(&st)
+					_ = ew.flush()
+					return
+				}
 				log.Info("cloud reachable again: ending the local watch so the client re-watches the cloud")
 				return
 			}
+		case ev := <-local:
+			if merr != nil {
+				continue
+			}
+			if ok, err := match.match(ev.obj); err != nil || !ok {
+				continue
+			}
+			if err := ew.object("MODIFIED", ev.obj); err != nil {
+				return
+			}
+			if err := ew.flush(); err != nil {
+				return
+			}
+			repaired = true
 		case <-bookmarks:
 			if v != nil {
 				if li, err := h.st.GetListInfo(ctx, v.key); err == nil && li.ResourceVersion > rv {
@@ -224,22 +253,4 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request, info *reque
 			}
 		}
 	}
-}
-
-// watchTimeout is how long a local watch lasts, by the apiserver's rule: the
-// request's timeoutSeconds as given (a negative one ends the watch at once, not
-// capped: neither the apiserver nor OpenYurt's local proxy caps it, and client-go's
-// reflectors ask for 5 to 10 minutes); without it (or 0) a random duration in
-// [minRequestTimeout, 2*minRequestTimeout). The randomness matters most offline:
-// every component on the node lost the cloud at the same moment and started its
-// local watches together; with one fixed timeout they would all expire, and relist
-// from the cache, together again and again.
-func watchTimeout(timeoutSeconds int64, minRequestTimeout time.Duration, random func() float64) time.Duration {
-	if timeoutSeconds < 0 {
-		return 0
-	}
-	if timeoutSeconds > 0 {
-		return time.Duration(timeoutSeconds) * time.Second
-	}
-	return time.Duration(float64(minRequestTimeout) * (1 + random()))
 }

@@ -1,6 +1,7 @@
 package localproxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -298,6 +299,7 @@ func (h *Handler) serveWrite(w http.ResponseWriter, r *http.Request, info *reque
 		}
 		h.log.Debug("applied offline", slog.String("request", info.String()))
 		h.respondObject(w, r, info, store.Object{Namespace: o.Namespace, Name: o.Name, ResourceVersion: o.ResourceVersion, Encoding: store.EncodingJSON, Data: result}, http.StatusOK)
+		h.afterPodStatusWrite(context.WithoutCancel(ctx), info, orig, result)
 		return
 	}
 }

@@ -74,6 +74,10 @@ type watchCache struct {
 	since    uint64
 	watchers map[*watcher]struct{}
 	lists    int64 // lists from the cloud (metrics)
+	// local is set when the offline path changed an object (applyLocal): the
+	// state holds bytes the cloud never sent, so the next upstream contact is a
+	// relist, not a resumed watch.
+	local bool
 }
 
 func newWatchCache(res resource, window, windowBytes int) *watchCache {
@@ -141,6 +145,44 @@ func (c *watchCache) apply(typ eventType, o *object) *event {
 		}
 	}
 	return ev
+}
+
+// applyLocal installs an object the offline path changed in the cache (the
+// EndpointSlice repair, internal/localproxy repair.go) and hands it to every
+// watcher as MODIFIED. It keeps the object's resourceVersion (only the cloud hands
+// out new ones) and is not put in the window, whose events are ordered by
+// resourceVersion: a watch resumed from before now is answered 410 instead (since
+// moves up), and its client relists the current state, this change included. The
+// state is marked local, so the reflector relists when the cloud is back and the
+// cloud's copy replaces this one. It returns false when the resource has no such
+// object.
+func (c *watchCache) applyLocal(o *object) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := objectKey(o.namespace, o.name)
+	prev := c.objects[k]
+	if prev == nil || !c.ready {
+		return false
+	}
+	c.objects[k] = o
+	c.local = true
+	c.since = c.rv
+	ev := &event{typ: modified, rv: o.rv, obj: o, prev: prev}
+	for w := range c.watchers {
+		if !w.send(ev) {
+			delete(c.watchers, w)
+		}
+	}
+	return true
+}
+
+// takeLocal reports whether the state was changed locally since the last call.
+func (c *watchCache) takeLocal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.local
+	c.local = false
+	return l
 }
 
 // push appends ev to the window, dropping the oldest events while it is full by

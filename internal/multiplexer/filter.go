@@ -35,3 +35,15 @@ type WatchFilter interface {
 func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
+
+// Ender is implemented by a WatchFilter whose answers can change without an
+// event of the multiplexed resource (servicetopology: a Service's annotation, the
+// node's pool). End is closed when the client must relist: the multiplexer then
+// ends the watch with a 410 Expired ERROR event (a clean end would only make a
+// client-go reflector re-watch from its resourceVersion, and the slices whose
+// filtering changed would never be sent again). Close releases it when the watch
+// ends.
+type Ender interface {
+	End() <-chan struct{}
+	Close()
+}

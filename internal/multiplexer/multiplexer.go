@@ -225,3 +225,24 @@ func (m *Multiplexer) State(res string) metrics.MultiplexerState {
 type stats struct {
 	lists, watches, events atomic.Int64
 }
+
+// LocalChange applies an object the offline path changed in the cache to the
+// multiplexed state it belongs to (key.Component is Component): its watchers get
+// it as MODIFIED, new lists and watches start from it, and the resource is
+// relisted from the cloud at the next contact so the cloud's copy wins (see
+// watchCache.applyLocal). Other keys are ignored.
+func (m *Multiplexer) LocalChange(key store.ObjectKey, o store.Object) {
+	if key.Component != Component {
+		return
+	}
+	c := m.caches[schema.GroupVersionResource{Group: key.Resource.Group, Version: key.Resource.Version, Resource: key.Resource.Resource}]
+	if c == nil {
+		return
+	}
+	obj := &object{namespace: o.Namespace, name: o.Name, rv: o.ResourceVersion, proto: o.Encoding == store.EncodingProtobuf,
+		data: append([]byte(nil), o.Data...)}
+	if c.applyLocal(obj) {
+		m.log.Info("multiplexer: a local change served to its watchers; the resource is relisted when the cloud is back",
+			slog.String("resource", c.res.name), slog.String("object", o.Namespace+"/"+o.Name))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -154,8 +155,13 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	s := &stream{m: m, w: w, bw: bufio.NewWriterSize(w, 32<<10), f: f, gvk: c.res.gvk(), sel: sel}
+	var end <-chan struct{} // closed when the client must relist (Ender)
 	if filter != nil {
 		s.filter = filter.NewWatch()
+		if e, ok := s.filter.(Ender); ok {
+			end = e.End()
+			defer e.Close()
+		}
 	}
 	if expired != nil {
 		st := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", expired.rv, expired.oldest)).ErrStatus
@@ -192,13 +198,7 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 		return true
 	}
 
-	timeout := m.opts.MaxWatchTimeout
-	if info.TimeoutSeconds > 0 {
-		timeout = time.Duration(info.TimeoutSeconds) * time.Second
-	} else if info.TimeoutSeconds < 0 {
-		timeout = 0
-	}
-	deadline := time.NewTimer(timeout)
+	deadline := time.NewTimer(requestinfo.WatchTimeout(info.TimeoutSeconds, m.opts.MaxWatchTimeout, rand.Float64))
 	defer deadline.Stop()
 	var bookmarks <-chan time.Time
 	if info.AllowWatchBookmarks {
@@ -214,6 +214,11 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 		case <-deadline.C:
 			return true
 		case <-wt.done:
+			return true
+		case <-end:
+			st := apierrors.NewResourceExpired("the response filters of this watch changed (a Service's topology or the node's pool): list again").ErrStatus
+			_ = s.status(&st)
+			_ = s.flush()
 			return true
 		case ev := <-wt.ch:
 			if err := s.event(ev); err != nil {

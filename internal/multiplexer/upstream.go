@@ -43,6 +43,11 @@ func (r *reflector) run(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
 		var err error
+		if r.c.takeLocal() {
+			// The offline path changed objects of this state: the cloud's copies
+			// must replace them, and a resumed watch would not resend them.
+			relist = true
+		}
 		if relist {
 			err = r.list(ctx)
 			if err == nil {

@@ -87,6 +87,13 @@ type Multiplexer interface {
 	Serve(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) bool
 }
 
+// Filterer rewrites proxied responses before the cache sees them (the response
+// filters, package filter). It replaces resp.Body only when a filter applies to
+// the request, and must not block.
+type Filterer interface {
+	FilterResponse(info *requestinfo.Info, resp *http.Response)
+}
+
 // Options configure a Proxy.
 type Options struct {
 	WorkingMode string // config.WorkingModeEdge or config.WorkingModeCloud
@@ -94,6 +101,9 @@ type Options struct {
 	Certs       certs.Source
 	// MaxRequestsInFlight limits requests that are not long-running; 0 = no limit.
 	MaxRequestsInFlight int
+	// Filter runs on 2xx responses, in both modes, before Cacher: the cache holds
+	// what the client saw. nil filters nothing.
+	Filter Filterer
 	// Cacher receives 2xx responses in edge mode; nil caches nothing.
 	Cacher Cacher
 	// Local answers in edge mode when no backend is healthy; nil answers 503.
@@ -361,6 +371,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	info := st.info
 	p.opts.Metrics.ProxyLatency.WithLabelValues(info.Component, info.Verb, info.Resource, info.Subresource).
 		Observe(time.Since(st.start).Seconds())
+	if p.opts.Filter != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		p.opts.Filter.FilterResponse(info, resp)
+	}
 	if p.edge && p.opts.Cacher != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		p.opts.Cacher.CacheResponse(info, resp)
 	}

@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
@@ -322,4 +323,23 @@ func WithBody(ctx context.Context, body []byte) context.Context {
 func BodyFrom(ctx context.Context) []byte {
 	b, _ := ctx.Value(bodyKey{}).([]byte)
 	return b
+}
+
+// WatchTimeout is how long a watch the hub serves itself lasts (offline, and the
+// multiplexer's), by the apiserver's rule: the
+// request's timeoutSeconds as given (a negative one ends the watch at once, not
+// capped: neither the apiserver nor OpenYurt's local proxy caps it, and client-go's
+// reflectors ask for 5 to 10 minutes); without it (or 0) a random duration in
+// [minRequestTimeout, 2*minRequestTimeout). The randomness matters most offline:
+// every component on the node lost the cloud at the same moment and started its
+// local watches together; with one fixed timeout they would all expire, and relist
+// from the cache, together again and again.
+func WatchTimeout(timeoutSeconds int64, minRequestTimeout time.Duration, random func() float64) time.Duration {
+	if timeoutSeconds < 0 {
+		return 0
+	}
+	if timeoutSeconds > 0 {
+		return time.Duration(timeoutSeconds) * time.Second
+	}
+	return time.Duration(float64(minRequestTimeout) * (1 + random()))
 }

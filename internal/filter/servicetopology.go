@@ -1,0 +1,138 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// serviceTopology is filter "servicetopology".
+//
+//   - Components: kube-proxy, coredns, nginx-ingress-controller.
+//   - Resources and verbs: endpointslices (discovery.k8s.io/v1) and endpoints;
+//     list, watch.
+//   - Rewrite: when the slice's Service (label kubernetes.io/service-name; for
+//     Endpoints the object's own name) carries the annotation
+//     openyurt.io/topologyKeys, only the endpoints in that scope are kept:
+//     "kubernetes.io/hostname" keeps those whose nodeName is this node;
+//     "openyurt.io/nodepool" or "kubernetes.io/zone" keeps those on a node of this
+//     node's NodePool. An endpoint without a nodeName is in no scope. A slice may
+//     end up with no endpoints; it is still sent (kube-proxy must learn that the
+//     other endpoints are gone). For Endpoints, addresses and notReadyAddresses
+//     are filtered and empty subsets removed.
+//   - Pool scope needs --enable-pool-service-topology (or --enable-node-pool) and
+//     a known membership: without them pool-scoped objects are left unfiltered;
+//     a node in no pool falls back to its own node's scope, as in OpenYurt.
+//   - A Service the hub does not know (not listed yet, deleted) leaves the
+//     object unfiltered.
+type serviceTopology struct{ env *Env }
+
+const (
+	topologyKeysAnnotation = "openyurt.io/topologyKeys"
+	topologyNode           = "kubernetes.io/hostname"
+	topologyZone           = "kubernetes.io/zone"
+	topologyPool           = "openyurt.io/nodepool"
+)
+
+func (f *serviceTopology) Name() string { return ServiceTopology }
+
+func (f *serviceTopology) Apply(obj runtime.Object) (Outcome, error) {
+	var ns, svcName string
+	switch o := obj.(type) {
+	case *discoveryv1.EndpointSlice:
+		ns, svcName = o.Namespace, o.Labels[discoveryv1.LabelServiceName]
+	case *corev1.Endpoints:
+		ns, svcName = o.Namespace, o.Name
+	default:
+		return Unchanged, nil
+	}
+	if svcName == "" || f.env.Services == nil {
+		return Unchanged, nil
+	}
+	svc, err := f.env.Services.Service(ns, svcName)
+	if errors.Is(err, ErrNotFound) || svc == nil && err == nil {
+		return Unchanged, nil
+	}
+	if err != nil {
+		return Unchanged, fmt.Errorf("service %s/%s: %w", ns, svcName, err)
+	}
+	in, ok := f.scope(svc.Annotations[topologyKeysAnnotation])
+	if !ok {
+		return Unchanged, nil
+	}
+	switch o := obj.(type) {
+	case *discoveryv1.EndpointSlice:
+		var kept []discoveryv1.Endpoint
+		for _, e := range o.Endpoints {
+			if e.NodeName != nil && in(*e.NodeName) {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == len(o.Endpoints) {
+			return Unchanged, nil
+		}
+		o.Endpoints = kept
+		return Rewritten, nil
+	case *corev1.Endpoints:
+		return filterEndpoints(o, in), nil
+	}
+	return Unchanged, nil
+}
+
+// scope returns the node test for a topologyKeys value, ok=false when the
+// object is to be left unfiltered.
+func (f *serviceTopology) scope(keys string) (in func(node string) bool, ok bool) {
+	node := func(n string) bool { return n == f.env.NodeName }
+	switch keys {
+	case topologyNode:
+		return node, true
+	case topologyPool, topologyZone:
+		if !f.env.PoolTopology || f.env.Pool == nil {
+			return nil, false
+		}
+		pool := f.env.Pool.PoolName()
+		if pool == "" {
+			return node, true
+		}
+		members, known := f.env.Pool.PoolNodes(pool)
+		if !known {
+			return nil, false
+		}
+		return func(n string) bool { return slices.Contains(members, n) }, true
+	}
+	return nil, false
+}
+
+func filterEndpoints(e *corev1.Endpoints, in func(string) bool) Outcome {
+	keep := func(as []corev1.EndpointAddress) ([]corev1.EndpointAddress, bool) {
+		var out []corev1.EndpointAddress
+		for _, a := range as {
+			if a.NodeName != nil && in(*a.NodeName) {
+				out = append(out, a)
+			}
+		}
+		return out, len(out) != len(as)
+	}
+	changed := false
+	var subsets []corev1.EndpointSubset
+	for _, s := range e.Subsets {
+		var c1, c2 bool
+		s.Addresses, c1 = keep(s.Addresses)
+		s.NotReadyAddresses, c2 = keep(s.NotReadyAddresses)
+		changed = changed || c1 || c2
+		if len(s.Addresses) == 0 && len(s.NotReadyAddresses) == 0 {
+			changed = true
+			continue
+		}
+		subsets = append(subsets, s)
+	}
+	if !changed {
+		return Unchanged
+	}
+	e.Subsets = subsets
+	return Rewritten
+}
