@@ -457,12 +457,19 @@ func TestEndpointRepairOffline(t *testing.T) {
 		t.Fatalf("online: kube-proxy sees %s ready=%v", a, r)
 	}
 
-	// the cloud goes; kube-proxy's watch moves to the hub's local watch
+	// the cloud goes. With the default --pool-scope-resources kube-proxy's slices
+	// come from the multiplexer, whose watch stays open across the outage (the
+	// repair reaches it through Multiplexer.LocalChange); otherwise its watch moves
+	// to the hub's local watch.
+	multiplexed := slices.Contains(cfg.PoolScopeResources, "discovery.k8s.io/v1/endpointslices")
 	c.APIServer().Stop(t)
-	waitUntilTrue(t, 30*time.Second, "kube-proxy's endpointslices watch to be served locally", func() bool {
-		return grepLines(logs.String(), `msg="local watch started"`) != "" &&
-			strings.Contains(grepLines(logs.String(), `msg="local watch started"`), "endpointslices")
+	waitUntilTrue(t, 30*time.Second, "the hub to serve kube-proxy's endpointslices watch offline", func() bool {
+		if multiplexed {
+			return grepLines(logs.String(), `msg="apiserver probe failing"`) != ""
+		}
+		return strings.Contains(grepLines(logs.String(), `msg="local watch started"`), "endpointslices")
 	})
+	t.Logf("kube-proxy's endpointslices served by the multiplexer: %v", multiplexed)
 	var mu sync.Mutex
 	var got []time.Time
 	var gotAddr []string
