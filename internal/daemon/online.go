@@ -255,10 +255,10 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 				}
 				return nil
 			},
-			Transport:       certTransport,
-			MaxWatchTimeout: cfg.MinRequestTimeout,
-			Filters:         filters.forMultiplexer,
-			Log:             log.With(slog.String("part", "multiplexer")),
+			Transport:         certTransport,
+			MinRequestTimeout: cfg.MinRequestTimeout,
+			Filters:           filters.forMultiplexer,
+			Log:               log.With(slog.String("part", "multiplexer")),
 		})
 		if err != nil {
 			return nil, err

@@ -48,9 +48,10 @@ type Options struct {
 	// BookmarkInterval is how often a watch that allows bookmarks gets one
 	// (default 1m, as the apiserver).
 	BookmarkInterval time.Duration
-	// MaxWatchTimeout ends a watch without timeoutSeconds (--min-request-timeout;
-	// default 30m).
-	MaxWatchTimeout time.Duration
+	// MinRequestTimeout is --min-request-timeout (default 30m): a watch without
+	// timeoutSeconds lasts a random time in [it, 2*it), as the apiserver's
+	// (requestinfo.WatchTimeout).
+	MinRequestTimeout time.Duration
 	// RetryInterval is the wait between two failed upstream attempts (default 1s).
 	RetryInterval time.Duration
 	Log           *slog.Logger
@@ -141,8 +142,8 @@ func New(opts Options) (*Multiplexer, error) {
 	if opts.BookmarkInterval <= 0 {
 		opts.BookmarkInterval = time.Minute
 	}
-	if opts.MaxWatchTimeout <= 0 {
-		opts.MaxWatchTimeout = 30 * time.Minute
+	if opts.MinRequestTimeout <= 0 {
+		opts.MinRequestTimeout = 30 * time.Minute
 	}
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = time.Second

@@ -198,7 +198,7 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 		return true
 	}
 
-	deadline := time.NewTimer(requestinfo.WatchTimeout(info.TimeoutSeconds, m.opts.MaxWatchTimeout, rand.Float64))
+	deadline := time.NewTimer(requestinfo.WatchTimeout(info.TimeoutSeconds, m.opts.MinRequestTimeout, rand.Float64))
 	defer deadline.Stop()
 	var bookmarks <-chan time.Time
 	if info.AllowWatchBookmarks {
