@@ -142,6 +142,11 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		_ = os.Chmod(path, 0o600) // an existing file with a wider mode is narrowed
 	}
+	// The check above read every page of the file; drop them from this process's map
+	// (they stay in the page cache) so RSS counts what is served, not what was verified.
+	if err := s.dropMappedPages(); err != nil {
+		s.log.Warn("cannot drop the start-up check's pages from the cache file's map; RSS counts them until the kernel reclaims them", slog.Any("err", err))
+	}
 	s.batchc = make(chan *batchReq)
 	s.closing = make(chan struct{})
 	s.done = make(chan struct{})
