@@ -2,6 +2,9 @@ package store
 
 import (
 	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,7 +29,7 @@ import (
 // for reading, so the range advised is bbolt's map for the whole call and never memory
 // that has been reused for something else.
 func (s *Store) dropMappedPages() error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		size := tx.Size() // the file's pages in use; the map covers at least these
 		if size <= 0 {
 			return nil
@@ -42,4 +45,44 @@ func (s *Store) dropMappedPages() error {
 		}
 		return nil
 	})
+}
+
+// largeListObjects: a list read or committed with at least this many objects touches
+// enough of the map (10k pods of 2.3 KiB: about 41 MiB) to drop its pages once the
+// store has been idle for Options.DropPagesIdle.
+const largeListObjects = 1000
+
+// idleDrop drops the map's pages once no large list has been read or committed for
+// Options.DropPagesIdle (mapdrop.go's dropMappedPages; docs/cache.md "Resident memory").
+type idleDrop struct {
+	mu    sync.Mutex
+	timer *time.Timer
+}
+
+// noteLargeList (re)arms the idle drop after a list of n objects.
+func (s *Store) noteLargeList(n int) {
+	if n < largeListObjects || s.opts.DropPagesIdle < 0 {
+		return
+	}
+	d := &s.idle
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer == nil {
+		d.timer = time.AfterFunc(s.opts.DropPagesIdle, func() {
+			if err := s.dropMappedPages(); err != nil && err != ErrClosed {
+				s.log.Warn("cannot drop the cache file's pages after a large list", slog.Any("err", err))
+			}
+		})
+		return
+	}
+	d.timer.Reset(s.opts.DropPagesIdle)
+}
+
+// stopIdleDrop stops the timer (Close).
+func (s *Store) stopIdleDrop() {
+	s.idle.mu.Lock()
+	defer s.idle.mu.Unlock()
+	if s.idle.timer != nil {
+		s.idle.timer.Stop()
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/yurthub/yurthub/internal/testenv"
 )
@@ -66,7 +67,7 @@ func TestOpenDropsCheckedPages(t *testing.T) {
 	}
 
 	before := rssFileKiB(t)
-	s, err = Open(path, Options{NoSync: true})
+	s, err = Open(path, Options{NoSync: true, DropPagesIdle: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +92,20 @@ func TestOpenDropsCheckedPages(t *testing.T) {
 	if n != pods10k {
 		t.Fatalf("listed %d objects after the drop, want %d", n, pods10k)
 	}
-	t.Logf("RssFile after listing one 10k view: %d KiB", rssFileKiB(t))
+	afterList := rssFileKiB(t)
+	t.Logf("RssFile after listing one 10k view: %d KiB", afterList)
+	if afterList-afterOpen < 10<<10 {
+		t.Fatalf("listing 10k pods of 2 KiB mapped only %d KiB: the test does not measure what it should", afterList-afterOpen)
+	}
+
+	// Idle after a large list: its pages are dropped too (DropPagesIdle).
+	deadline := time.Now().Add(5 * time.Second)
+	idle := rssFileKiB(t)
+	for ; idle-afterOpen > fileKiB/8 && time.Now().Before(deadline); idle = rssFileKiB(t) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("RssFile idle after the list: %d KiB", idle)
+	if idle-afterOpen > fileKiB/8 {
+		t.Errorf("%d KiB of the list's pages still mapped 5s after a large list (DropPagesIdle 300ms)", idle-afterOpen)
+	}
 }
