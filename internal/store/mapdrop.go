@@ -47,9 +47,10 @@ func (s *Store) dropMappedPages() error {
 	})
 }
 
-// largeListObjects: a list read or committed with at least this many objects touches
-// enough of the map (10k pods of 2.3 KiB: about 41 MiB) to drop its pages once the
-// store has been idle for Options.DropPagesIdle.
+// largeListObjects: a list read or committed, or a walk (GC, hubctl inspect through
+// the admin socket, Stats), of at least this many objects touches enough of the map
+// (10k pods of 2.3 KiB: about 41 MiB) to drop its pages once the store has been idle
+// for Options.DropPagesIdle.
 const largeListObjects = 1000
 
 // idleDrop drops the map's pages once no large list has been read or committed for

@@ -108,4 +108,19 @@ func TestOpenDropsCheckedPages(t *testing.T) {
 	if idle-afterOpen > fileKiB/8 {
 		t.Errorf("%d KiB of the list's pages still mapped 5s after a large list (DropPagesIdle 300ms)", idle-afterOpen)
 	}
+
+	// A walk of every object (GC, hubctl inspect through the admin socket) too.
+	if err := s.Walk(ctx, Filter{}, func(ObjectKey, Object) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	afterWalk := rssFileKiB(t)
+	deadline = time.Now().Add(5 * time.Second)
+	idle = rssFileKiB(t)
+	for ; idle-afterOpen > fileKiB/8 && time.Now().Before(deadline); idle = rssFileKiB(t) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("RssFile after a walk of every object: %d KiB, idle after it: %d KiB", afterWalk, idle)
+	if idle-afterOpen > fileKiB/8 {
+		t.Errorf("%d KiB of the walk's pages still mapped 5s after it (DropPagesIdle 300ms)", idle-afterOpen)
+	}
 }
