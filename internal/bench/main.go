@@ -536,6 +536,7 @@ func (b *bench) online() error {
 	}
 	n, err := b.hub.cachedObjects()
 	b.res.add("objects in the hub's cache after the lists", "objects", "hub", float64(n), err)
+	time.Sleep(idleSettle)
 	for run := 0; run < b.f.runs; run++ {
 		time.Sleep(2 * time.Second)
 		m := b.hub.mem()
@@ -726,6 +727,7 @@ func (b *bench) offline() error {
 			log.Printf("offline: GET and LIST from the cache")
 			b.getFigures("offline: ", hubOnly)
 			b.listFigures("offline: ", hubOnly)
+			time.Sleep(idleSettle)
 			for r := 0; r < b.f.runs; r++ {
 				time.Sleep(2 * time.Second)
 				b.memFigures("offline (JSON and protobuf lists from the cache)")

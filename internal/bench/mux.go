@@ -463,6 +463,12 @@ func (h *hubProc) fileRSS() (cache, binary, other int64) {
 	return
 }
 
+// idleSettle is how long the hub is left alone after the lists before its idle memory
+// is sampled: the store's default Options.DropPagesIdle (5 s), after which the hub
+// drops the cache file's pages the lists mapped (internal/store/mapdrop.go), plus 1 s.
+// Sampled earlier, the file-backed figure counts the last list's pages still mapped.
+const idleSettle = 6 * time.Second
+
 // memFigures records the hub's memory, idle, under the given name: anonymous
 // (heap, stacks) and file-backed split into the cache file's map and the binary.
 func (b *bench) memFigures(when string) {

@@ -58,6 +58,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -129,8 +130,9 @@ type Proxy struct {
 	opts     Options
 	log      *slog.Logger
 	parser   *requestinfo.Parser
-	rp       *httputil.ReverseProxy
-	inflight chan struct{} // nil: no limit
+	rp       *httputil.ReverseProxy // short requests: one write to the client per response
+	rpLong   *httputil.ReverseProxy // long-running requests: every write goes out at once
+	inflight chan struct{}          // nil: no limit
 	edge     bool
 	up       *upstream
 	anon     *anonymousGuard
@@ -199,12 +201,22 @@ func New(opts Options) (*Proxy, error) {
 			pr.Out.URL.Host = "backend.invalid"
 			pr.Out.Host = ""
 		},
-		Transport:      p.up,
-		FlushInterval:  -1,
+		Transport: p.up,
+		// No flush interval for short requests: a response whose length is known
+		// (a GET of one object) then leaves in one write, headers and body together,
+		// when the handler returns. With -1 the proxy flushes the headers at once from
+		// a timer goroutine and then the body: two writes and two wake-ups of the
+		// client per GET. A response without a length (a list, a stream) is flushed
+		// as it comes whatever this says (httputil's rule for ContentLength -1).
+		FlushInterval:  0,
+		BufferPool:     copyBuffers{},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
 	}
+	long := *p.rp
+	long.FlushInterval = -1 // watches, logs -f: every event goes out as it arrives
+	p.rpLong = &long
 	return p, nil
 }
 
@@ -338,7 +350,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cw := &countingWriter{ResponseWriter: w}
-	p.rp.ServeHTTP(cw, r.WithContext(ctx))
+	rp := p.rp
+	if info.LongRunning {
+		rp = p.rpLong
+	}
+	rp.ServeHTTP(cw, r.WithContext(ctx))
 	m.ProxyTraffic.WithLabelValues(info.Component, info.Verb, info.Resource, info.Subresource).Add(float64(cw.n))
 	if r.Context().Err() != nil {
 		m.ClosedRequests.WithLabelValues(labels...).Inc()
@@ -420,6 +436,15 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		slog.String("path", r.URL.Path), slog.Any("err", err))
 	writeStatus(w, r, &apierrors.NewServiceUnavailable(fmt.Sprintf("yurthub: the request could not reach the apiserver %s: %v", server, err)).ErrStatus, 0)
 }
+
+// copyBuffers reuses the proxy's copy buffers (httputil allocates and clears 32 KiB
+// per response without a pool).
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // upstream chooses the transport by credentials and the backend by the load
 // balancer, retrying requests without a body on the next backend after a connection

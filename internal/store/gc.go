@@ -197,6 +197,10 @@ func deleteObjectTx(tx *bolt.Tx, k ObjectKey) (removed bool, err error) {
 // component and resource covers it (an object only a GET or a local write stored
 // is not covered).
 func (s *Store) WalkCoverage(ctx context.Context, f Filter, fn func(k ObjectKey, o Object, covered bool) error) error {
+	walked := 0 // a walk touches the map like a list does (mapdrop.go)
+	defer func() { s.noteLargeList(walked) }()
+	userFn := fn
+	fn = func(k ObjectKey, o Object, covered bool) error { walked++; return userFn(k, o, covered) }
 	return s.view(func(tx *bolt.Tx) error {
 		comps := tx.Bucket(schema.BucketComponents)
 		if comps == nil {

@@ -58,6 +58,7 @@ type ListStats struct {
 
 // Stats walks the whole file once.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	defer s.noteLargeList(largeListObjects) // it reads every page (mapdrop.go)
 	st := Stats{Path: s.path, LatestSchema: migrations.Latest()}
 	if fi, err := os.Stat(s.path); err == nil {
 		st.FileSize = fi.Size()
@@ -188,6 +189,10 @@ func (f Filter) matchResource(r Resource) bool {
 // An object that failed its integrity check is passed with Damaged set and no Data
 // (hubctl dump shows it as such); its views are marked incomplete after the walk.
 func (s *Store) Walk(ctx context.Context, f Filter, fn func(ObjectKey, Object) error) error {
+	walked := 0 // a walk touches the map like a list does (mapdrop.go)
+	defer func() { s.noteLargeList(walked) }()
+	userFn := fn
+	fn = func(k ObjectKey, o Object) error { walked++; return userFn(k, o) }
 	type damagedKey struct {
 		component string
 		resource  Resource

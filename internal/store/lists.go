@@ -186,6 +186,7 @@ func (s *Store) ReplaceList(ctx context.Context, k ListKey, rv uint64, objs []Ob
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
+	defer s.noteLargeList(len(objs))
 	i := 0
 	return s.update(func(tx *bolt.Tx) error {
 		i = 0
@@ -279,6 +280,7 @@ func (w *ListWriter) Commit(rv uint64) error {
 		return errors.New("list writer already committed or aborted")
 	}
 	defer w.Abort()
+	defer w.s.noteLargeList(w.n)
 	if err := w.w.Flush(); err != nil {
 		return noSpace(fmt.Errorf("list %s: spool: %w", w.key, err), filepath.Dir(w.s.path))
 	}
@@ -456,6 +458,7 @@ func (s *Store) ListTx(ctx context.Context, k ListKey, fn func(info ListInfo, ea
 		if len(bad) > 0 {
 			return fmt.Errorf("%w: %s: %s", ErrDamaged, k, damageReason(bad))
 		}
+		s.noteLargeList(len(items))
 		return fn(info, func(each func(Object) error) error {
 			for _, it := range items {
 				if err := ctxErr(ctx); err != nil {

@@ -52,6 +52,11 @@ type Options struct {
 	// PageSize of a newly created file (default: the OS page size). Ignored for an
 	// existing file.
 	PageSize int
+	// DropPagesIdle: after a large list (read or committed) and this long without
+	// another, the cache file's pages are dropped from the process's map (they stay in
+	// the page cache; mapdrop.go, docs/cache.md "Resident memory"). Default 5s;
+	// negative: never (the start-up check's pages are dropped all the same).
+	DropPagesIdle time.Duration
 	// Log receives open/recovery/migration messages (default: discard).
 	Log *slog.Logger
 	// Now is the clock (tests).
@@ -70,6 +75,9 @@ func (o *Options) defaults() {
 	}
 	if o.ListChunkBytes <= 0 {
 		o.ListChunkBytes = defaultListChunkBytes
+	}
+	if o.DropPagesIdle == 0 {
+		o.DropPagesIdle = 5 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -96,6 +104,7 @@ type Store struct {
 	stageMu   sync.Mutex // one list committed in chunks at a time (staging.go)
 
 	damage damageLog // values found damaged: logged once, counted
+	idle   idleDrop  // drops the map's pages after large lists (mapdrop.go)
 }
 
 // Path is the cache file's path.
@@ -141,6 +150,11 @@ func Open(path string, opts Options) (*Store, error) {
 			s.log.Info("removed the staging generations of list commits a crash interrupted", slog.Int("lists", n))
 		}
 		_ = os.Chmod(path, 0o600) // an existing file with a wider mode is narrowed
+	}
+	// The check above read every page of the file; drop them from this process's map
+	// (they stay in the page cache) so RSS counts what is served, not what was verified.
+	if err := s.dropMappedPages(); err != nil {
+		s.log.Warn("cannot drop the start-up check's pages from the cache file's map; RSS counts them until the kernel reclaims them", slog.Any("err", err))
 	}
 	s.batchc = make(chan *batchReq)
 	s.closing = make(chan struct{})
@@ -313,6 +327,7 @@ func (s *Store) migrate() (from, to uint64, err error) {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.stopIdleDrop()
 		close(s.closing)
 		<-s.done
 		s.mu.Lock()
