@@ -258,6 +258,7 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			Transport:         certTransport,
 			MinRequestTimeout: cfg.MinRequestTimeout,
 			Filters:           filters.forMultiplexer,
+			CloudHealthy:      o.lb.AnyHealthy,
 			Log:               log.With(slog.String("part", "multiplexer")),
 		})
 		if err != nil {
@@ -349,7 +350,19 @@ func startOnline(ctx context.Context, cfg *config.Config, log *slog.Logger, hub 
 			if err := o.cache.WatchConfigFromREST(hctx, self); err != nil {
 				log.Warn("cache agents: not watching the hub config map", slog.Any("err", err))
 			}
-			filters.watch(hctx, self)
+			if o.mux == nil {
+				filters.watch(hctx, self)
+				return
+			}
+			// The filters' Service informer is served by the multiplexer once it has
+			// a state; started earlier, its watch would be one more upstream watch
+			// of services for as long as it lasts.
+			go func() {
+				if !o.mux.WaitReady(hctx, 10*time.Second) {
+					log.Info("multiplexer not ready after 10s; the filters' informers start anyway")
+				}
+				filters.watch(hctx, self)
+			}()
 		}
 		hasCert := func() bool { return o.certMgr.NotAfter(certs.KindClient).After(time.Time{}) }
 		if o.certMgr == nil || hasCert() {

@@ -320,9 +320,12 @@ show "names < $DEMO_DIR/kubelet.watch" || true
 step "What the hub has cached: hubctl inspect (one bbolt file)"
 show bin/hubctl inspect --root-dir="$DEMO_DIR/hub" || fail "hubctl inspect"
 if ! not_yet cache "the cache tee (internal/cachemgr)"; then
-  for c in kubelet kube-proxy kubectl; do
+  for c in kubelet kubectl; do
     grep -qw "$c" <<<"$LAST_OUT" || fail "hubctl inspect shows nothing cached for $c"
   done
+  say "kube-proxy's services and endpointslices are --pool-scope-resources: one upstream list/watch"
+  say "per resource (component yurthub-multiplexer) serves every local client of them."
+  grep -q "yurthub-multiplexer.*endpointslices" <<<"$LAST_OUT" || fail "hubctl inspect shows no multiplexed endpointslices"
 fi
 pause 1
 

@@ -42,7 +42,7 @@ const (
 // the two forms served here (the first acceptable range wins). A transformed form
 // (as=Table, PartialObjectMetadata) cannot be produced: ok is false, and the
 // request takes the ordinary path.
-func negotiate(accept string) (f format, ok bool) {
+func negotiate(accept string, plainOK bool) (f format, ok bool) {
 	if strings.TrimSpace(accept) == "" {
 		return formatJSON, true
 	}
@@ -52,6 +52,9 @@ func negotiate(accept string) (f format, ok bool) {
 			continue
 		}
 		if params["as"] != "" {
+			if plainOK {
+				continue // offline: the plain form the client also accepts
+			}
 			return 0, false // the client wants a transformed form first
 		}
 		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q == 0 {

@@ -52,6 +52,10 @@ type Options struct {
 	// timeoutSeconds lasts a random time in [it, 2*it), as the apiserver's
 	// (requestinfo.WatchTimeout).
 	MinRequestTimeout time.Duration
+	// CloudHealthy reports whether a cloud apiserver is reachable (nil: always).
+	// Offline, a request for a transformed form (as=Table) that also accepts the
+	// plain form is answered with the plain form instead of being declined.
+	CloudHealthy func() bool
 	// RetryInterval is the wait between two failed upstream attempts (default 1s).
 	RetryInterval time.Duration
 	Log           *slog.Logger
@@ -205,6 +209,32 @@ func (m *Multiplexer) Handles(info *requestinfo.Info) bool {
 	}
 	_, ok := m.caches[schema.GroupVersionResource{Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource}]
 	return ok
+}
+
+// WaitReady waits until every resource has a state to serve (listed, or loaded
+// from the cache file), at most timeout; it reports whether they all have. The
+// hub's own informers of multiplexed resources (the filters' Services) start
+// after it, so that their watches are served here instead of becoming upstream
+// watches of their own.
+func (m *Multiplexer) WaitReady(ctx context.Context, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		ready := true
+		for _, c := range m.caches {
+			ready = ready && c.isReady()
+		}
+		if ready {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Resources are the multiplexed resources as configured ("/v1/services").

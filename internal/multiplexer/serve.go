@@ -28,7 +28,11 @@ func (m *Multiplexer) Serve(w http.ResponseWriter, r *http.Request, info *reques
 		return false
 	}
 	c := m.caches[schema.GroupVersionResource{Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource}]
-	f, ok := negotiate(r.Header.Get("Accept"))
+	// A transformed form (kubectl's Table) is the cloud's to render; offline the
+	// plain list the client also accepts is served, as the offline path does
+	// (kubectl prints it itself).
+	offline := m.opts.CloudHealthy != nil && !m.opts.CloudHealthy()
+	f, ok := negotiate(r.Header.Get("Accept"), offline)
 	if !ok {
 		return false
 	}
