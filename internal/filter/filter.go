@@ -92,6 +92,16 @@ type Filter interface {
 	Apply(obj runtime.Object) (Outcome, error)
 }
 
+// Skipper is implemented by a filter that can tell from an object's encoded
+// bytes (JSON or protobuf: both hold strings as they are) that it would keep the
+// object as it is, without decoding it. A chain whose filters all say so passes
+// the object on untouched: decoding and re-encoding every item is what filtering
+// costs (serviceenvupdater runs on each of kubelet's pods, and almost none has the
+// variables it rewrites).
+type Skipper interface {
+	Skips(data []byte) bool
+}
+
 // Encoding is how one object is encoded in Chain.Bytes.
 type Encoding int
 
@@ -280,6 +290,9 @@ func (c *Chain) Bytes(data []byte, enc Encoding) (out []byte, keep bool, err err
 }
 
 func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key string, err error) {
+	if c.skips(data) {
+		return data, true, "", nil // kept as it is: a watch does not track it (no filter of the chain drops it)
+	}
 	d, err := c.Decode(data, enc)
 	if err != nil {
 		c.countFailure()
@@ -299,6 +312,16 @@ func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key str
 		return data, true, key, fmt.Errorf("filter: encode %s %s: %w", c.gvr.Resource, key, err)
 	}
 	return b, true, key, ferr
+}
+
+// skips reports whether every filter of the chain is a Skipper that skips data.
+func (c *Chain) skips(data []byte) bool {
+	for _, f := range c.filters {
+		if s, ok := f.(Skipper); !ok || !s.Skips(data) {
+			return false
+		}
+	}
+	return len(c.filters) > 0
 }
 
 func (c *Chain) countFailure() {

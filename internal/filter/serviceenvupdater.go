@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,14 @@ const (
 )
 
 func (f *serviceEnvUpdater) Name() string { return ServiceEnvUpdater }
+
+// envPrefix is what both variables start with: a pod whose bytes do not hold it
+// has neither (the apiserver's encoders write ASCII names as they are, in JSON and
+// in protobuf), so it is kept as it is without being decoded.
+var envPrefix = []byte("KUBERNETES_SERVICE_")
+
+// Skips: the filter never drops a pod, and rewrites only one that names a variable.
+func (f *serviceEnvUpdater) Skips(data []byte) bool { return !bytes.Contains(data, envPrefix) }
 
 func (f *serviceEnvUpdater) Apply(obj runtime.Object) (Outcome, error) {
 	pod, ok := obj.(*corev1.Pod)
