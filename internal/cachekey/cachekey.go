@@ -5,6 +5,7 @@
 package cachekey
 
 import (
+	"fmt"
 	"mime"
 	"net/url"
 	"sort"
@@ -117,4 +118,31 @@ func FieldTerms(fieldSelector string) (terms []string, ok bool) {
 		terms = append(terms, r.Field+op+fields.EscapeValue(r.Value))
 	}
 	return terms, true
+}
+
+// ParseSelectors parses a request's label and field selectors as the apiserver
+// does; an empty one (or one that selects everything) is nil. The offline path
+// and the multiplexer match objects with them.
+func ParseSelectors(labelSelector, fieldSelector string) (labels.Selector, fields.Selector, error) {
+	var ls labels.Selector
+	var fs fields.Selector
+	if v := strings.TrimSpace(labelSelector); v != "" {
+		sel, err := labels.Parse(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("labelSelector %q: %w", labelSelector, err)
+		}
+		if !sel.Empty() {
+			ls = sel
+		}
+	}
+	if v := strings.TrimSpace(fieldSelector); v != "" {
+		sel, err := fields.ParseSelector(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("fieldSelector %q: %w", fieldSelector, err)
+		}
+		if !sel.Empty() {
+			fs = sel
+		}
+	}
+	return ls, fs, nil
 }

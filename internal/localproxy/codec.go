@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -251,38 +250,6 @@ func bookmarkProto(gvk schema.GroupVersionKind, rv uint64, initialEnd bool) ([]b
 	return encodeProto(obj)
 }
 
-// protoListHeader starts a protobuf list document whose list message (ListMeta +
-// items) is bodyLen bytes: the envelope up to the start of the list message.
-func protoListHeader(apiVersion, listKind string, bodyLen int) []byte {
-	var tm []byte
-	tm = protowire.AppendTag(tm, 1, protowire.BytesType)
-	tm = protowire.AppendString(tm, apiVersion)
-	tm = protowire.AppendTag(tm, 2, protowire.BytesType)
-	tm = protowire.AppendString(tm, listKind)
-	b := append([]byte{}, wire.ProtoMagic...)
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendBytes(b, tm)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(bodyLen))
-	return b
-}
-
-// protoListMeta is field 1 (ListMeta with resourceVersion) of a list message.
-func protoListMeta(rv uint64) []byte {
-	var lm []byte
-	lm = protowire.AppendTag(lm, 2, protowire.BytesType)
-	lm = protowire.AppendString(lm, strconv.FormatUint(rv, 10))
-	var b []byte
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	return protowire.AppendBytes(b, lm)
-}
-
-// appendProtoItem appends field 2 (one item, a bare message) of a list message.
-func appendProtoItem(b, msg []byte) []byte {
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
-}
-
 func jsonQuote(s string) ([]byte, error) { return json.Marshal(s) }
 
 // kindOfJSON is the kind named by a JSON document ("" if none).
@@ -293,32 +260,3 @@ func kindOfJSON(doc []byte) string {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// protoRaw returns the bare message inside a protobuf envelope (runtime.Unknown
-// field 2) without copying it.
-func protoRaw(doc []byte) ([]byte, error) {
-	if !bytes.HasPrefix(doc, wire.ProtoMagic) {
-		return nil, errors.New("protobuf object without the k8s envelope")
-	}
-	b := doc[len(wire.ProtoMagic):]
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errors.New("bad protobuf envelope")
-		}
-		b = b[n:]
-		if num == 2 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil, errors.New("bad protobuf envelope")
-			}
-			return v, nil
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return nil, errors.New("bad protobuf envelope")
-		}
-		b = b[m:]
-	}
-	return nil, errors.New("protobuf envelope without a body")
-}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/store"
 )
 
@@ -27,26 +28,11 @@ type matcher struct {
 }
 
 func newMatcher(namespace, labelSelector, fieldSelector, resource string) (*matcher, error) {
-	m := &matcher{namespace: namespace, resource: resource}
-	if s := strings.TrimSpace(labelSelector); s != "" {
-		sel, err := labels.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("labelSelector %q: %w", labelSelector, err)
-		}
-		if !sel.Empty() {
-			m.label = sel
-		}
+	ls, fs, err := cachekey.ParseSelectors(labelSelector, fieldSelector)
+	if err != nil {
+		return nil, err
 	}
-	if s := strings.TrimSpace(fieldSelector); s != "" {
-		sel, err := fields.ParseSelector(s)
-		if err != nil {
-			return nil, fmt.Errorf("fieldSelector %q: %w", fieldSelector, err)
-		}
-		if !sel.Empty() {
-			m.field = sel
-		}
-	}
-	return m, nil
+	return &matcher{namespace: namespace, resource: resource, label: ls, field: fs}, nil
 }
 
 // needsBody reports whether matching reads the object's content.

@@ -21,6 +21,7 @@ import (
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // serveGet answers a get with the cached object in the format asked for.
@@ -415,7 +416,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 			if err != nil {
 				return err
 			}
-			raw, err := protoRaw(doc)
+			raw, err := wire.ProtoRaw(doc)
 			if err != nil {
 				return err
 			}
@@ -449,7 +450,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 			if err != nil {
 				return err
 			}
-			raw, err := protoRaw(doc)
+			raw, err := wire.ProtoRaw(doc)
 			if err != nil {
 				return err
 			}
@@ -463,8 +464,8 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 			return nil
 		}
 		defer setWriteDeadline(w, listWriteTimeout)()
-		lm := protoListMeta(li.ResourceVersion)
-		hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+size)
+		lm := wire.ProtoListMeta(li.ResourceVersion)
+		hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+size)
 		w.Header().Set("Content-Type", mediaProtobuf)
 		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(lm)+size))
 		w.WriteHeader(http.StatusOK)
@@ -500,8 +501,8 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 	if sp != nil {
 		size = sp.n
 	}
-	lm := protoListMeta(li.ResourceVersion)
-	hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+int(size))
+	lm := wire.ProtoListMeta(li.ResourceVersion)
+	hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+int(size))
 	w.Header().Set("Content-Type", mediaProtobuf)
 	w.Header().Set("Content-Length", strconv.FormatInt(int64(len(hdr)+len(lm))+size, 10))
 	w.WriteHeader(http.StatusOK)

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"strconv"
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/wire"
 )
@@ -182,26 +181,11 @@ type selector struct {
 }
 
 func newSelector(namespace, labelSelector, fieldSelector string) (*selector, error) {
-	s := &selector{namespace: namespace}
-	if v := strings.TrimSpace(labelSelector); v != "" {
-		sel, err := labels.Parse(v)
-		if err != nil {
-			return nil, fmt.Errorf("labelSelector %q: %w", labelSelector, err)
-		}
-		if !sel.Empty() {
-			s.label = sel
-		}
+	ls, fs, err := cachekey.ParseSelectors(labelSelector, fieldSelector)
+	if err != nil {
+		return nil, err
 	}
-	if v := strings.TrimSpace(fieldSelector); v != "" {
-		sel, err := fields.ParseSelector(v)
-		if err != nil {
-			return nil, fmt.Errorf("fieldSelector %q: %w", fieldSelector, err)
-		}
-		if !sel.Empty() {
-			s.field = sel
-		}
-	}
-	return s, nil
+	return &selector{namespace: namespace, label: ls, field: fs}, nil
 }
 
 // matches reports whether o is selected. An object whose fields cannot be read
@@ -328,64 +312,4 @@ func bookmarkDoc(f format, gvk schema.GroupVersionKind, rv uint64, initialEnd bo
 	}
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	return encodeProto(obj)
-}
-
-// protoListHeader starts a protobuf list document whose List message is bodyLen
-// bytes long: the envelope up to the message.
-func protoListHeader(apiVersion, listKind string, bodyLen int) []byte {
-	var tm []byte
-	tm = protowire.AppendTag(tm, 1, protowire.BytesType)
-	tm = protowire.AppendString(tm, apiVersion)
-	tm = protowire.AppendTag(tm, 2, protowire.BytesType)
-	tm = protowire.AppendString(tm, listKind)
-	b := append([]byte{}, wire.ProtoMagic...)
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendBytes(b, tm)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendVarint(b, uint64(bodyLen))
-}
-
-// protoListMeta is a List message's field 1 (ListMeta with resourceVersion).
-func protoListMeta(rv uint64) []byte {
-	var lm []byte
-	lm = protowire.AppendTag(lm, 2, protowire.BytesType)
-	lm = protowire.AppendString(lm, strconv.FormatUint(rv, 10))
-	var b []byte
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	return protowire.AppendBytes(b, lm)
-}
-
-// appendProtoItem appends a List message's field 2 (one item, a bare message).
-func appendProtoItem(b, msg []byte) []byte {
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
-}
-
-// protoRaw returns the bare message inside a protobuf envelope (field 2 of
-// runtime.Unknown), without copying.
-func protoRaw(doc []byte) ([]byte, error) {
-	if !bytes.HasPrefix(doc, wire.ProtoMagic) {
-		return nil, errors.New("protobuf object without the k8s envelope")
-	}
-	b := doc[len(wire.ProtoMagic):]
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errors.New("bad protobuf envelope")
-		}
-		b = b[n:]
-		if num == 2 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil, errors.New("bad protobuf envelope")
-			}
-			return v, nil
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return nil, errors.New("bad protobuf envelope")
-		}
-		b = b[m:]
-	}
-	return nil, errors.New("protobuf envelope without a body")
 }

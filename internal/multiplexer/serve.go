@@ -16,6 +16,7 @@ import (
 
 	"github.com/yurthub/yurthub/internal/apistatus"
 	"github.com/yurthub/yurthub/internal/requestinfo"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // Serve answers a list or watch of a multiplexed resource and returns true, or
@@ -92,7 +93,7 @@ func (m *Multiplexer) serveList(w http.ResponseWriter, r *http.Request, info *re
 			doc = out
 		}
 		if f == formatProtobuf {
-			if doc, err = protoRaw(doc); err != nil {
+			if doc, err = wire.ProtoRaw(doc); err != nil {
 				log.Warn("multiplexer: object left out of a list", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
 				continue
 			}
@@ -101,12 +102,12 @@ func (m *Multiplexer) serveList(w http.ResponseWriter, r *http.Request, info *re
 		size += len(doc) + 1
 	}
 	if f == formatProtobuf {
-		body := protoListMeta(snap.rv)
+		body := wire.ProtoListMeta(snap.rv)
 		body = append(make([]byte, 0, len(body)+size+len(items)*8), body...)
 		for _, it := range items {
-			body = appendProtoItem(body, it)
+			body = wire.AppendProtoItem(body, it)
 		}
-		hdr := protoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(body))
+		hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(body))
 		w.Header().Set("Content-Type", mediaProtobuf)
 		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(body)))
 		w.WriteHeader(http.StatusOK)
