@@ -1,12 +1,16 @@
 package filter
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // benchSlices is one 4-endpoint slice of a Service scoped to this node, in the
@@ -45,4 +49,27 @@ func BenchmarkChainBytesEndpointSlice(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkJSONListStream: kubelet's 10k-pod JSON list through the filter stage
+// (serviceenvupdater, which leaves these pods as they are), the whole body read.
+func BenchmarkJSONListStream(b *testing.B) {
+	env := testEnv()
+	c := chainOf(ServiceEnvUpdater, &env, gvrPods)
+	list := corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "9"}}
+	for i := range 10000 {
+		p := pod(corev1.EnvVar{Name: "A", Value: "some value to make the pod realistic"})
+		p.Name = fmt.Sprintf("pod-%05d", i)
+		p.Labels = map[string]string{"app": "bench"}
+		list.Items = append(list.Items, *p)
+	}
+	body, _ := json.Marshal(&list)
+	st := &stream{chain: c, enc: JSON, max: 16 << 20, log: slog.New(slog.DiscardHandler)}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := st.jsonList(bytes.NewReader(body), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/yurthub/yurthub/internal/requestinfo"
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // Responses filters proxied responses: the stage the proxy runs on a response
@@ -269,99 +270,14 @@ func (s *stream) expired(w io.Writer) error {
 	return err
 }
 
-// jsonList copies a JSON list, filtering the items of its "items" member.
+// jsonList copies a JSON list, filtering the items of its "items" member as they
+// stream (wire.CopyJSONList: the envelope as it is, one item held at a time).
 func (s *stream) jsonList(in io.Reader, w io.Writer) error {
-	dec := json.NewDecoder(in)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	if err := expectDelim(dec, '{'); err != nil {
-		return err
-	}
-	bw.WriteByte('{')
-	first := true
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("list: %w", err)
-		}
-		key, ok := t.(string)
-		if !ok {
-			return fmt.Errorf("list: member name expected, got %v", t)
-		}
-		if !first {
-			bw.WriteByte(',')
-		}
-		first = false
-		k, _ := json.Marshal(key)
-		bw.Write(k)
-		bw.WriteByte(':')
-		if key != "items" {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return fmt.Errorf("list %s: %w", key, err)
-			}
-			bw.Write(v)
-			continue
-		}
-		if err := s.jsonItems(dec, bw); err != nil {
-			return err
-		}
-	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return err
-	}
-	bw.WriteByte('}')
-	return bw.Flush()
-}
-
-func (s *stream) jsonItems(dec *json.Decoder, bw *bufio.Writer) error {
-	t, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("list items: %w", err)
-	}
-	if t == nil {
-		bw.WriteString("null")
-		return nil
-	}
-	if d, ok := t.(json.Delim); !ok || d != '[' {
-		return fmt.Errorf("list items: want an array, got %v", t)
-	}
-	bw.WriteByte('[')
-	n := 0
-	for i := 0; dec.More(); i++ {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("list item %d: %w", i, err)
-		}
-		if len(raw) > s.max {
-			return fmt.Errorf("list item %d: %d bytes, more than %d", i, len(raw), s.max)
-		}
-		out, keep, err := s.chain.Bytes(raw, JSON)
+	return wire.CopyJSONList(in, w, s.max, func(item []byte) ([]byte, bool) {
+		out, keep, err := s.chain.Bytes(item, JSON)
 		s.logErr(err)
-		if !keep {
-			continue
-		}
-		if n > 0 {
-			bw.WriteByte(',')
-		}
-		n++
-		bw.Write(out)
-	}
-	if err := expectDelim(dec, ']'); err != nil {
-		return err
-	}
-	bw.WriteByte(']')
-	return nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return fmt.Errorf("list: want %q, got %v", want, t)
-	}
-	return nil
+		return out, keep
+	})
 }
 
 // jsonWatch filters a JSON watch stream: one {"type","object"} document per event.
