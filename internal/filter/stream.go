@@ -14,6 +14,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -109,6 +110,10 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 	if max <= 0 {
 		max = defaultMaxObject
 	}
+	if verb == "get" && ce == "" {
+		r.filterGet(resp, chain, enc, max, log)
+		return
+	}
 	var end <-chan struct{}
 	done := func() {}
 	if verb == "watch" {
@@ -179,6 +184,46 @@ func (r *Responses) FilterResponse(info *requestinfo.Info, resp *http.Response) 
 		pw.CloseWithError(err)
 	}()
 }
+
+// filterGet filters a GET's body in place, without the goroutine and pipe of a
+// stream: it is one object, read whole anyway, and a GET is the request whose
+// latency the stage shows most. A body over max is passed on as it is.
+func (r *Responses) filterGet(resp *http.Response, chain *Chain, enc Encoding, max int, log *slog.Logger) {
+	upstream := resp.Body
+	body, err := io.ReadAll(io.LimitReader(upstream, int64(max)+1))
+	if err != nil || len(body) > max {
+		// cut upstream, or too large to filter: what was read, then the rest
+		resp.Body = &readCloser{Reader: io.MultiReader(bytes.NewReader(body), errOr(err, upstream)), Closer: upstream}
+		return
+	}
+	upstream.Close()
+	st := &stream{chain: chain, enc: enc, max: max, log: log}
+	out, keep, ferr := chain.Bytes(body, enc)
+	st.logErr(ferr)
+	if !keep {
+		out = body
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// errOr is a reader failing with err, or r when err is nil.
+func errOr(err error, r io.Reader) io.Reader {
+	if err != nil {
+		return &failingReader{err}
+	}
+	return r
+}
+
+type failingReader struct{ err error }
+
+func (f *failingReader) Read([]byte) (int, error) { return 0, f.err }
 
 type pipeBody struct {
 	*io.PipeReader

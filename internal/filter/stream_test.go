@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -301,6 +302,38 @@ func TestEndStreamsSends410(t *testing.T) {
 		}
 		if st.Code != 410 || st.Reason != metav1.StatusReasonExpired {
 			t.Fatalf("%s: status %+v", ctype, st)
+		}
+	}
+}
+
+// A GET is filtered in place, without a goroutine: kubelet's pod naming the
+// variable comes back rewritten with its Content-Length; one over the object
+// limit passes as it is, whole.
+func TestStreamGet(t *testing.T) {
+	s, err := New(Options{Enabled: true, Env: testEnv()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pod(corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.1"})
+	p.TypeMeta = metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}
+	js, _ := json.Marshal(p)
+	for _, max := range []int{0, 100} {
+		req := &http.Request{Method: "GET", URL: &url.URL{Path: "/api/v1/namespaces/default/pods/p"}, Header: http.Header{"User-Agent": {"kubelet/v1.36"}}}
+		info, _ := requestinfo.New().Parse(req)
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: req, Body: io.NopCloser(bytes.NewReader(js)), ContentLength: int64(len(js))}
+		(&Responses{Settings: s, MaxObjectBytes: max}).FilterResponse(info, resp)
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if max == 100 { // the pod is larger: passed as it is
+			if !bytes.Equal(out, js) {
+				t.Fatalf("a GET over the limit was changed: %s", out)
+			}
+			continue
+		}
+		if !bytes.Contains(out, []byte(`"value":"169.254.2.1"`)) || resp.ContentLength != int64(len(out)) || resp.Header.Get("Content-Length") != strconv.Itoa(len(out)) {
+			t.Fatalf("GET not rewritten in place: %s (ContentLength %d, header %q)", out, resp.ContentLength, resp.Header.Get("Content-Length"))
 		}
 	}
 }
