@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -175,15 +174,7 @@ func asProtobuf(o store.Object) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodeProto(obj)
-}
-
-func encodeProto(obj runtime.Object) ([]byte, error) {
-	var b bytes.Buffer
-	if err := protoSer.Encode(obj, &b); err != nil {
-		return nil, fmt.Errorf("encode protobuf: %w", err)
-	}
-	return b.Bytes(), nil
+	return kubescheme.EncodeProto(obj)
 }
 
 // encodeAs returns a cached object in format f.
@@ -203,7 +194,7 @@ func jsonToStored(doc []byte, enc store.Encoding) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodeProto(obj)
+	return kubescheme.EncodeProto(obj)
 }
 
 // bodyToJSON turns a request body (JSON or protobuf, per its Content-Type) into JSON.
@@ -213,41 +204,6 @@ func bodyToJSON(body []byte, contentType string) ([]byte, error) {
 		return asJSON(store.Object{Encoding: store.EncodingProtobuf, Data: body})
 	}
 	return body, nil
-}
-
-// bookmarkJSON is a watch bookmark's object in JSON.
-func bookmarkJSON(gvk schema.GroupVersionKind, rv uint64, initialEnd bool) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"kind":`)
-	wire.WriteJSONString(&b, gvk.Kind)
-	b.WriteString(`,"apiVersion":`)
-	wire.WriteJSONString(&b, gvk.GroupVersion().String())
-	b.WriteString(`,"metadata":{"resourceVersion":"`)
-	b.WriteString(strconv.FormatUint(rv, 10))
-	b.WriteByte('"')
-	if initialEnd {
-		b.WriteString(`,"annotations":{"` + metav1.InitialEventsAnnotationKey + `":"true"}`)
-	}
-	b.WriteString(`}}`)
-	return b.Bytes()
-}
-
-// bookmarkProto is a watch bookmark's object as a protobuf envelope (built-in types).
-func bookmarkProto(gvk schema.GroupVersionKind, rv uint64, initialEnd bool) ([]byte, error) {
-	obj, err := scheme.New(gvk)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, err
-	}
-	acc.SetResourceVersion(strconv.FormatUint(rv, 10))
-	if initialEnd {
-		acc.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
-	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk)
-	return encodeProto(obj)
 }
 
 func jsonQuote(s string) ([]byte, error) { return json.Marshal(s) }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/yurthub/yurthub/internal/cachekey"
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -54,7 +55,7 @@ func stored(t testing.TB, obj runtime.Object, enc store.Encoding) store.Object {
 	var data []byte
 	var err error
 	if enc == store.EncodingProtobuf {
-		data, err = encodeProto(obj)
+		data, err = kubescheme.EncodeProto(obj)
 	} else {
 		data, err = json.Marshal(obj)
 	}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/yurthub/yurthub/internal/cachekey"
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/store"
 )
@@ -71,11 +72,11 @@ func (e *eventWriter) bookmark(rv uint64, initialEnd bool) error {
 	var doc []byte
 	if e.f == formatProtobuf {
 		var err error
-		if doc, err = bookmarkProto(e.gvk, rv, initialEnd); err != nil {
+		if doc, err = kubescheme.BookmarkProto(e.gvk, rv, initialEnd); err != nil {
 			return err
 		}
 	} else {
-		doc = bookmarkJSON(e.gvk, rv, initialEnd)
+		doc = kubescheme.BookmarkJSON(e.gvk, rv, initialEnd)
 	}
 	return e.raw("BOOKMARK", doc)
 }
@@ -86,7 +87,7 @@ func (e *eventWriter) status(st *metav1.Status) error {
 	var doc []byte
 	var err error
 	if e.f == formatProtobuf {
-		doc, err = encodeProto(st)
+		doc, err = kubescheme.EncodeProto(st)
 	} else {
 		doc, err = jsonMarshal(st)
 	}

@@ -108,7 +108,7 @@ func (o *object) encoded(f format) ([]byte, error) {
 	if f == formatJSON {
 		return json.Marshal(obj)
 	}
-	return encodeProto(obj)
+	return kubescheme.EncodeProto(obj)
 }
 
 // typed decodes the object into its client-go type (a fresh copy each call).
@@ -163,14 +163,6 @@ func (o *object) doc() (map[string]any, error) {
 		return nil, err
 	}
 	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-}
-
-func encodeProto(obj runtime.Object) ([]byte, error) {
-	var b bytes.Buffer
-	if err := kubescheme.Protobuf.Encode(obj, &b); err != nil {
-		return nil, fmt.Errorf("encode protobuf: %w", err)
-	}
-	return b.Bytes(), nil
 }
 
 // selector is one client's namespace, label and field selectors.
@@ -284,32 +276,7 @@ func watchFrame(f format, typ string, doc []byte) ([]byte, error) {
 // annotation).
 func bookmarkDoc(f format, gvk schema.GroupVersionKind, rv uint64, initialEnd bool) ([]byte, error) {
 	if f == formatJSON {
-		var b bytes.Buffer
-		b.WriteString(`{"kind":`)
-		wire.WriteJSONString(&b, gvk.Kind)
-		b.WriteString(`,"apiVersion":`)
-		wire.WriteJSONString(&b, gvk.GroupVersion().String())
-		b.WriteString(`,"metadata":{"resourceVersion":"`)
-		b.WriteString(strconv.FormatUint(rv, 10))
-		b.WriteByte('"')
-		if initialEnd {
-			b.WriteString(`,"annotations":{"` + metav1.InitialEventsAnnotationKey + `":"true"}`)
-		}
-		b.WriteString(`}}`)
-		return b.Bytes(), nil
+		return kubescheme.BookmarkJSON(gvk, rv, initialEnd), nil
 	}
-	obj, err := kubescheme.Scheme.New(gvk)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, err
-	}
-	acc.SetResourceVersion(strconv.FormatUint(rv, 10))
-	if initialEnd {
-		acc.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
-	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk)
-	return encodeProto(obj)
+	return kubescheme.BookmarkProto(gvk, rv, initialEnd)
 }

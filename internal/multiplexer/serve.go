@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/yurthub/yurthub/internal/apistatus"
+	"github.com/yurthub/yurthub/internal/kubescheme"
 	"github.com/yurthub/yurthub/internal/requestinfo"
 	"github.com/yurthub/yurthub/internal/wire"
 )
@@ -360,7 +361,7 @@ func (s *stream) status(st *metav1.Status) error {
 	var doc []byte
 	var err error
 	if s.f == formatProtobuf {
-		doc, err = encodeProto(st)
+		doc, err = kubescheme.EncodeProto(st)
 	} else {
 		doc, err = json.Marshal(st)
 	}
