@@ -107,7 +107,7 @@ func main() {
 	flag.IntVar(&f.large, "large", 10000, "pods in the large list")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory (logs, cache file)")
 	flag.StringVar(&f.readme, "readme", "", "also rewrite the goals table between the bench markers in this README")
-	flag.StringVar(&f.profileDir, "profile-dir", "", "save a CPU profile of the hub (its /debug/pprof) during each watch load through it into this directory")
+	flag.StringVar(&f.profileDir, "profile-dir", "", "save a CPU profile of the hub (its /debug/pprof) during each watch load through it, and its heap profile when idle online and offline, into this directory")
 	flag.Parse()
 	if f.runs < 1 || f.listRuns < 1 {
 		fmt.Fprintf(os.Stderr, "bench: --runs=%d and --list-runs=%d must be at least 1\n", f.runs, f.listRuns)
@@ -544,6 +544,9 @@ func (b *bench) online() error {
 		b.res.add("↳ of which anonymous (heap, stacks)", "MiB", "hub", float64(m.anon)/(1<<20), nil)
 		b.res.add("↳ of which file-backed (the mmap'd cache file, the binary)", "MiB", "hub", float64(m.file)/(1<<20), nil)
 		b.memFigures("online")
+		if run == 0 {
+			b.hub.heapProfile("heap-idle-online")
+		}
 		if run < b.f.runs-1 {
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -731,6 +734,9 @@ func (b *bench) offline() error {
 			for r := 0; r < b.f.runs; r++ {
 				time.Sleep(2 * time.Second)
 				b.memFigures("offline (JSON and protobuf lists from the cache)")
+				if r == 0 {
+					b.hub.heapProfile("heap-idle-offline")
+				}
 			}
 			for r := 0; r < b.f.runs; r++ {
 				b.hub.stop()

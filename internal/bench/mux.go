@@ -481,6 +481,32 @@ func (b *bench) memFigures(when string) {
 	b.res.add("↳ other files, "+when, "MiB", "hub", float64(other)/(1<<20), nil)
 }
 
+// heapProfile saves the hub's heap profile (inuse and alloc, gzipped pprof) and its
+// text form, whose tail is runtime.MemStats (HeapInuse, HeapIdle, HeapReleased,
+// StackInuse: what RssAnon is made of), into --profile-dir.
+func (h *hubProc) heapProfile(name string) {
+	if h.b.f.profileDir == "" {
+		return
+	}
+	if err := os.MkdirAll(h.b.f.profileDir, 0o755); err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	for _, q := range []struct{ query, file string }{{"", name + ".pprof"}, {"?debug=1", name + ".txt"}} {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap%s", h.serveAddr, q.query))
+		if err != nil {
+			log.Printf("profile: %v", err)
+			return
+		}
+		f, err := os.Create(filepath.Join(h.b.f.profileDir, q.file))
+		if err == nil {
+			_, _ = io.Copy(f, resp.Body)
+			f.Close()
+		}
+		resp.Body.Close()
+	}
+}
+
 // cpuProfile saves a CPU profile of the hub over seconds (its /debug/pprof,
 // --profiling is on by default) into --profile-dir.
 func (h *hubProc) cpuProfile(name string, seconds float64) {
