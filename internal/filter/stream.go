@@ -327,30 +327,37 @@ func (s *stream) jsonList(in io.Reader, w io.Writer) error {
 
 // jsonWatch filters a JSON watch stream: one {"type","object"} document per event.
 func (s *stream) jsonWatch(in io.Reader, w io.Writer) error {
-	dec := json.NewDecoder(in)
+	events := wire.NewJSONEvents(in, s.max)
 	wt := s.chain.NewWatch()
+	var same []byte
 	for {
-		var ev struct {
-			Type   string          `json:"type"`
-			Object json.RawMessage `json:"object"`
-		}
-		if err := dec.Decode(&ev); err != nil {
+		raw, typ, obj, err := events.Next()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("watch: %w", err)
 		}
-		typ, obj, send, err := wt.Event(ev.Type, ev.Object, JSON)
+		ntyp, nobj, send, err := wt.Event(typ, obj, JSON)
 		s.logErr(err)
 		if !send {
 			continue
 		}
-		t, _ := json.Marshal(typ)
-		buf := make([]byte, 0, len(obj)+len(t)+24)
+		if ntyp == typ && len(nobj) == len(obj) && (len(obj) == 0 || &nobj[0] == &obj[0]) {
+			// untouched (the usual case): the event as it came, in one write (one
+			// write is one flush to the client); w has consumed buf when Write returns
+			same = append(append(same[:0], raw...), '\n')
+			if _, err := w.Write(same); err != nil {
+				return err
+			}
+			continue
+		}
+		t, _ := json.Marshal(ntyp)
+		buf := make([]byte, 0, len(nobj)+len(t)+24)
 		buf = append(buf, `{"type":`...)
 		buf = append(buf, t...)
 		buf = append(buf, `,"object":`...)
-		buf = append(buf, obj...)
+		buf = append(buf, nobj...)
 		buf = append(buf, "}\n"...)
 		if _, err := w.Write(buf); err != nil {
 			return err
