@@ -73,6 +73,9 @@ func (s *Store) noteLargeList(n int) {
 			if err := s.dropMappedPages(); err != nil && err != ErrClosed {
 				s.log.Warn("cannot drop the cache file's pages after a large list", slog.Any("err", err))
 			}
+			if s.opts.AfterIdleDrop != nil {
+				s.opts.AfterIdleDrop()
+			}
 		})
 		return
 	}

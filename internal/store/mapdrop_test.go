@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,5 +172,35 @@ func TestDropDuringReadsAndWrites(t *testing.T) {
 	t.Logf("%d drops during 10 reads of 2,000 objects and 4 writes of 4,000", n)
 	if n == 0 {
 		t.Fatal("no drop ran during the reads")
+	}
+}
+
+// TestAfterIdleDrop: the hook the daemon uses to return freed heap to the OS runs
+// once the store is idle after a large list, and not after a small one.
+func TestAfterIdleDrop(t *testing.T) {
+	var calls atomic.Int32
+	s, err := Open(filepath.Join(t.TempDir(), "cache.db"), Options{NoSync: true,
+		DropPagesIdle: 100 * time.Millisecond, AfterIdleDrop: func() { calls.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := spoolPods(t, s, ListKey{Component: "kubelet", Resource: pods}, largeListObjects-1, 256, 1).Commit(10); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("AfterIdleDrop ran %d times after a list of %d objects (under largeListObjects)", n, largeListObjects-1)
+	}
+	if err := spoolPods(t, s, ListKey{Component: "kube-proxy", Resource: pods}, largeListObjects, 256, 1).Commit(20); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // one idle period: one call, not a loop
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("AfterIdleDrop ran %d times in the 3s after a list of %d objects, want 1", n, largeListObjects)
 	}
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// the page cache; mapdrop.go, docs/cache.md "Resident memory"). Default 5s;
 	// negative: never (the start-up check's pages are dropped all the same).
 	DropPagesIdle time.Duration
+	// AfterIdleDrop, when set, runs after that idle drop of the map's pages: the
+	// daemon returns the Go heap freed by the large list to the OS there
+	// (debug.FreeOSMemory), so idle RSS is what the hub holds rather than the
+	// high-water mark of its last large list.
+	AfterIdleDrop func()
 	// Log receives open/recovery/migration messages (default: discard).
 	Log *slog.Logger
 	// Now is the clock (tests).
