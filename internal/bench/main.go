@@ -41,8 +41,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -69,7 +67,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -429,7 +426,16 @@ func (b *bench) getFigures(prefix string, ts []target) {
 			if failed[t.name] {
 				continue
 			}
+			var profiled sync.WaitGroup
+			if b.f.profileDir != "" && t.name == "hub" && prefix == "" && run == 0 {
+				// an execution trace of the GETs (go tool trace -pprof=sched: where
+				// a request waits for a thread)
+				profiled.Add(1)
+				go func() { defer profiled.Done(); b.hub.trace("get-trace.out", time.Second) }()
+				time.Sleep(50 * time.Millisecond)
+			}
 			p50, p99, err := latency(t, path, "", b.f.gets)
+			profiled.Wait()
 			b.res.add(prefix+"GET one pod p50 (JSON)", "ms", t.name, p50, err)
 			b.res.add(prefix+"GET one pod p99 (JSON)", "ms", t.name, p99, err)
 			failed[t.name] = err != nil
@@ -515,7 +521,7 @@ func (b *bench) online() error {
 					}
 				}
 			}()
-			rate, err := b.watch(t, run)
+			rate, err := b.watchLoad(t, run, b.podWatch("")) // mux.go
 			close(stopSample)
 			<-sampled
 			b.res.add("watch events/s to 8 identical watchers of a non-multiplexed view (pods, JSON)", "events/s", t.name, rate, err)
@@ -528,6 +534,10 @@ func (b *bench) online() error {
 	}
 
 	b.muxFigures() // mux.go
+	log.Printf("online: multiplexer over a shaped cloud link")
+	if err := b.linkFigures(); err != nil { // link.go
+		return err
+	}
 
 	log.Printf("online: idle RSS and start-up time")
 	// The large list once more through the hub so the cache holds it, then idle.
@@ -565,105 +575,17 @@ func (b *bench) online() error {
 	return nil
 }
 
-// watch runs 8 watchers on bench-watch and 8 writers patching its 100 pods for
-// watchSeconds; it returns events delivered per second, summed over the watchers,
-// counted from the first write to the last event received.
-func (b *bench) watch(t target, run int) (float64, error) {
-	const watchers, writers = 8, 8
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	list, err := b.admin.CoreV1().Pods("bench-watch").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return 0, err
-	}
-	rv := list.ResourceVersion
-	var events atomic.Int64
-	var last atomic.Int64 // unix nanos of the last event
-	var wg sync.WaitGroup
-	errc := make(chan error, watchers)
-	ready := make(chan struct{}, watchers)
-	for w := 0; w < watchers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/api/v1/namespaces/bench-watch/pods?watch=true&resourceVersion="+rv, nil)
-			req.Header.Set("User-Agent", userAgent)
-			resp, err := t.client.Do(req)
-			if err != nil {
-				errc <- err
-				ready <- struct{}{}
-				return
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				errc <- fmt.Errorf("watch: %s", resp.Status)
-				ready <- struct{}{}
-				return
-			}
-			ready <- struct{}{}
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 1<<20), 16<<20)
-			for sc.Scan() {
-				if bytes.HasPrefix(sc.Bytes(), []byte(`{"type":"MODIFIED"`)) {
-					events.Add(1)
-					last.Store(time.Now().UnixNano())
-				}
-			}
-		}()
-	}
-	for w := 0; w < watchers; w++ {
-		<-ready
-	}
-	select {
-	case err := <-errc:
-		return 0, err
-	default:
-	}
-	began := time.Now()
-	end := began.Add(time.Duration(b.f.watchSeconds * float64(time.Second)))
-	cfg := b.c.AdminConfig()
-	cfg.ContentType = protobuf
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WarningHandler = rest.NoWarnings{}
-	cs := kubernetes.NewForConfigOrDie(cfg)
-	var writes atomic.Int64
-	var ww sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		ww.Add(1)
-		go func() {
-			defer ww.Done()
-			for i := w; time.Now().Before(end); i += writers {
-				patch := fmt.Sprintf(`{"metadata":{"labels":{"churn":"r%d-%d"}}}`, run, i)
-				if _, err := cs.CoreV1().Pods("bench-watch").Patch(ctx, fmt.Sprintf("pod-%05d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
-					writes.Add(1)
-				}
-			}
-		}()
-	}
-	ww.Wait()
-	want := writes.Load() * watchers
-	deadline := time.Now().Add(10 * time.Second)
-	for events.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	wg.Wait()
-	got := events.Load()
-	if got < want {
-		return 0, fmt.Errorf("watchers received %d of %d events within 10s of the last write", got, want)
-	}
-	secs := time.Duration(last.Load() - began.UnixNano()).Seconds()
-	return float64(got) / secs, nil
-}
+func (b *bench) healthy() (bool, error) { return b.hub.healthy() }
 
-func (b *bench) healthy() (bool, error) {
-	resp, err := http.Get("http://" + b.hub.serveAddr + "/metrics")
+// healthy reads the hub's health gauge of its --server-addr.
+func (h *hubProc) healthy() (bool, error) {
+	resp, err := http.Get("http://" + h.serveAddr + "/metrics")
 	if err != nil {
 		return false, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	want := fmt.Sprintf("node_yurthub_server_healthy_status{server=%q} ", b.c.URL())
+	want := fmt.Sprintf("node_yurthub_server_healthy_status{server=%q} ", h.serverURL())
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, want); ok {
 			return v == "1", nil
@@ -674,9 +596,13 @@ func (b *bench) healthy() (bool, error) {
 
 // waitHealth polls the hub's health gauge every 10 ms until it reads want.
 func (b *bench) waitHealth(want bool, limit time.Duration) (time.Duration, error) {
+	return b.hub.waitHealth(want, limit)
+}
+
+func (h *hubProc) waitHealth(want bool, limit time.Duration) (time.Duration, error) {
 	t0 := time.Now()
 	for time.Since(t0) < limit {
-		if h, err := b.healthy(); err == nil && h == want {
+		if ok, err := h.healthy(); err == nil && ok == want {
 			return time.Since(t0), nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -759,6 +685,8 @@ func (b *bench) offline() error {
 // hubProc is bin/yurthub as a child process.
 type hubProc struct {
 	b                    *bench
+	server               string // --server-addr; "" is the apiserver itself
+	name                 string // its directory under the work directory; "" is "hub"
 	cmd                  *exec.Cmd
 	done                 chan struct{}
 	proxyAddr, serveAddr string
@@ -792,25 +720,28 @@ func (h *hubProc) start() (time.Duration, error) {
 	}
 	_, proxyPort, _ := net.SplitHostPort(h.proxyAddr)
 	_, servePort, _ := net.SplitHostPort(h.serveAddr)
+	root := filepath.Join(h.b.dir, h.dirName())
 	args := []string{
-		"--server-addr=" + h.b.c.URL(), "--node-name=" + node,
+		"--server-addr=" + h.serverURL(), "--node-name=" + node,
 		"--bootstrap-mode=kubeletcertificate",
 		"--kubelet-ca-file=" + filepath.Join(h.b.dir, "ca.crt"),
 		"--kubelet-client-certificate=" + filepath.Join(h.b.dir, "node.pem"),
-		"--root-dir=" + filepath.Join(h.b.dir, "hub"),
-		"--disk-cache-path=" + filepath.Join(h.b.dir, "hub", "openyurt-cache"),
+		"--root-dir=" + root,
+		"--disk-cache-path=" + filepath.Join(root, "openyurt-cache"),
 		"--proxy-port=" + proxyPort, "--serve-port=" + servePort, "--proxy-secure-port=" + h.securePort,
 		"--enable-dummy-if=false", "--enable-iptables=false",
 		"--max-requests-in-flight=0",
 	}
 	var err error
 	if h.logf == nil {
-		if h.logf, err = os.OpenFile(filepath.Join(h.b.dir, "hub.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		if h.logf, err = os.OpenFile(filepath.Join(h.b.dir, h.dirName()+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 			return 0, err
 		}
 	}
 	h.cmd = exec.Command(h.b.f.hubBin, args...)
-	h.b.res.HubArgs = slices.Clone(h.cmd.Args) // exactly what runs, path and flags
+	if h == h.b.hub {
+		h.b.res.HubArgs = slices.Clone(h.cmd.Args) // exactly what runs, path and flags
+	}
 	h.cmd.Stdout, h.cmd.Stderr = h.logf, h.logf
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	t0 := time.Now()
@@ -830,11 +761,25 @@ func (h *hubProc) start() (time.Duration, error) {
 		}
 		select {
 		case <-h.done:
-			return 0, fmt.Errorf("yurthub exited during start-up; see %s", filepath.Join(h.b.dir, "hub.log"))
+			return 0, fmt.Errorf("yurthub exited during start-up; see %s", filepath.Join(h.b.dir, h.dirName()+".log"))
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
 	return 0, errors.New("yurthub not ready within 30s")
+}
+
+func (h *hubProc) serverURL() string {
+	if h.server != "" {
+		return h.server
+	}
+	return h.b.c.URL()
+}
+
+func (h *hubProc) dirName() string {
+	if h.name != "" {
+		return h.name
+	}
+	return "hub"
 }
 
 func (h *hubProc) stop() {

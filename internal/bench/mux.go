@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -30,6 +31,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 const epsNS = "bench-eps"
@@ -108,53 +111,115 @@ type watchSpec struct {
 	path   string // the collection, without query
 	accept string // "" (JSON) or protobuf
 	list   func(ctx context.Context) (string, error)
-	patch  func(ctx context.Context, i int, run int) error
-	during func() // called once the watchers are open (samples)
+	patch  func(ctx context.Context, i int, run int) (uint64, error) // the object's new resourceVersion
+	during func()                                                    // called once the watchers are open (samples)
+	// seconds of churn (0: --watch-seconds) and how long the watchers may take to
+	// receive every event after the last write (0: 10 s)
+	seconds float64
+	drain   time.Duration
+	hub     *hubProc // a hub other than b.hub (not profiled)
 }
 
 // watchLoad returns the events delivered per second, summed over the watchers,
-// from the first write to the last event received.
+// from the first write until every watcher has seen the last write.
+//
+// The watchers behave as client-go's reflector: a watch the server ends (the
+// apiserver cuts a watcher that cannot keep up; the hub ends one more than 1024
+// events behind) is opened again from the last resourceVersion received, and an
+// ERROR 410 Expired there means a relist (through the same target) and a watch from
+// the list's resourceVersion. The events skipped by a relist are not delivered, so
+// such a run counts fewer events; the cuts and relists are counted (watchCounts).
 func (b *bench) watchLoad(t target, run int, s watchSpec) (float64, error) {
+	rate, _, err := b.watchLoadCounted(t, run, s)
+	return rate, err
+}
+
+// watchCounts are the server-side ends a watch load's watchers went through.
+type watchCounts struct{ reopened, relisted int64 }
+
+func (b *bench) watchLoadCounted(t target, run int, s watchSpec) (float64, watchCounts, error) {
 	const watchers, writers = 8, 8
+	var counts watchCounts
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rv, err := s.list(ctx)
 	if err != nil {
-		return 0, err
+		return 0, counts, err
 	}
-	var events atomic.Int64
-	var last atomic.Int64
+	startRV, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return 0, counts, fmt.Errorf("list resourceVersion %q: %w", rv, err)
+	}
+	var events, reopened, relisted atomic.Int64
 	var wg sync.WaitGroup
+	seen := make([]atomic.Uint64, watchers) // each watcher's last resourceVersion
 	errc := make(chan error, watchers)
 	ready := make(chan struct{}, watchers)
+	open := func(from uint64) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?watch=true&allowWatchBookmarks=true&resourceVersion=%d", t.base, s.path, from), nil)
+		req.Header.Set("User-Agent", userAgent)
+		if s.accept != "" {
+			req.Header.Set("Accept", s.accept)
+		}
+		resp, err := t.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("watch %s: %s", s.path, resp.Status)
+		}
+		return resp, nil
+	}
 	for w := 0; w < watchers; w++ {
+		seen[w].Store(startRV)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.base+s.path+"?watch=true&resourceVersion="+rv, nil)
-			req.Header.Set("User-Agent", userAgent)
-			if s.accept != "" {
-				req.Header.Set("Accept", s.accept)
-			}
-			resp, err := t.client.Do(req)
+			resp, err := open(startRV)
+			ready <- struct{}{}
 			if err != nil {
 				errc <- err
-				ready <- struct{}{}
 				return
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				errc <- fmt.Errorf("watch %s: %s", s.path, resp.Status)
-				ready <- struct{}{}
-				return
-			}
-			ready <- struct{}{}
-			countEvents(resp.Body, s.accept == protobuf, func(typ string, _ []byte) {
-				if typ == "MODIFIED" {
-					events.Add(1)
-					last.Store(time.Now().UnixNano())
+			for {
+				expired := false
+				countEvents(resp.Body, s.accept == protobuf, func(typ string, obj []byte) {
+					if typ == "ERROR" {
+						expired = bytes.Contains(obj, []byte("410")) || bytes.Contains(obj, []byte("Expired"))
+						return
+					}
+					if typ == "MODIFIED" {
+						events.Add(1)
+					}
+					if v := objectRV(obj, s.accept == protobuf); v > seen[w].Load() {
+						seen[w].Store(v)
+					}
+				})
+				resp.Body.Close()
+				if ctx.Err() != nil {
+					return
 				}
-			})
+				if expired {
+					relisted.Add(1)
+					lrv, err := listRV(ctx, t, s.path)
+					if err != nil {
+						if ctx.Err() == nil {
+							errc <- err
+						}
+						return
+					}
+					seen[w].Store(lrv)
+				} else {
+					reopened.Add(1)
+				}
+				if resp, err = open(seen[w].Load()); err != nil {
+					if ctx.Err() == nil {
+						errc <- err
+					}
+					return
+				}
+			}
 		}()
 	}
 	for w := 0; w < watchers; w++ {
@@ -162,14 +227,14 @@ func (b *bench) watchLoad(t target, run int, s watchSpec) (float64, error) {
 	}
 	select {
 	case err := <-errc:
-		return 0, err
+		return 0, counts, err
 	default:
 	}
 	if s.during != nil {
 		s.during()
 	}
 	var profiled sync.WaitGroup
-	if b.f.profileDir != "" && t.name == "hub" {
+	if b.f.profileDir != "" && t.name == "hub" && s.hub == nil {
 		profiled.Add(1)
 		go func() {
 			defer profiled.Done()
@@ -178,52 +243,114 @@ func (b *bench) watchLoad(t target, run int, s watchSpec) (float64, error) {
 	}
 	defer profiled.Wait()
 	began := time.Now()
-	end := began.Add(time.Duration(b.f.watchSeconds * float64(time.Second)))
-	var writes atomic.Int64
+	seconds := b.f.watchSeconds
+	if s.seconds > 0 {
+		seconds = s.seconds
+	}
+	end := began.Add(time.Duration(seconds * float64(time.Second)))
+	var lastWrite atomic.Uint64
 	var ww sync.WaitGroup
 	for w := 0; w < writers; w++ {
 		ww.Add(1)
 		go func() {
 			defer ww.Done()
 			for i := w; time.Now().Before(end); i += writers {
-				if s.patch(ctx, i, run) == nil {
-					writes.Add(1)
+				if v, err := s.patch(ctx, i, run); err == nil {
+					for cur := lastWrite.Load(); v > cur && !lastWrite.CompareAndSwap(cur, v); cur = lastWrite.Load() {
+					}
 				}
 			}
 		}()
 	}
 	ww.Wait()
-	want := writes.Load() * watchers
-	deadline := time.Now().Add(10 * time.Second)
-	for events.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	final := lastWrite.Load()
+	drain := 10 * time.Second
+	if s.drain > 0 {
+		drain = s.drain
 	}
+	deadline := time.Now().Add(drain)
+	caughtUp := func() bool {
+		for w := range seen {
+			if seen[w].Load() < final {
+				return false
+			}
+		}
+		return true
+	}
+	for !caughtUp() && time.Now().Before(deadline) {
+		select {
+		case err := <-errc:
+			return 0, counts, err
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	done := time.Now()
 	cancel()
 	wg.Wait()
-	got := events.Load()
-	if got < want {
-		return 0, fmt.Errorf("watchers received %d of %d events within 10s of the last write", got, want)
+	counts = watchCounts{reopened: reopened.Load(), relisted: relisted.Load()}
+	if !caughtUp() {
+		behind := 0
+		for w := range seen {
+			if seen[w].Load() < final {
+				behind++
+			}
+		}
+		return 0, counts, fmt.Errorf("%d of %d watchers had not seen the last write (resourceVersion %d) %s after it (%d events delivered, %d watches re-opened, %d relists)",
+			behind, watchers, final, drain, events.Load(), counts.reopened, counts.relisted)
 	}
-	return float64(got) / time.Duration(last.Load()-began.UnixNano()).Seconds(), nil
+	return float64(events.Load()) / done.Sub(began).Seconds(), counts, nil
+}
+
+// objectRV is an event object's metadata.resourceVersion (0 if unreadable).
+func objectRV(obj []byte, proto bool) uint64 {
+	var it wire.Item
+	var err error
+	if proto {
+		err = wire.ParseProtoEnvelope(obj, false, &it)
+	} else {
+		err = wire.ParseJSONItem(obj, "", "", false, &it)
+	}
+	if err != nil {
+		return 0
+	}
+	return it.RV
+}
+
+// listRV lists path through t (JSON) and returns the list's resourceVersion.
+func listRV(ctx context.Context, t target, path string) (uint64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.base+path, nil)
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("relist %s: %s", path, resp.Status)
+	}
+	var l struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return 0, fmt.Errorf("relist %s: %w", path, err)
+	}
+	return strconv.ParseUint(l.Metadata.ResourceVersion, 10, 64)
 }
 
 // countEvents reads a watch stream and calls fn with each event's type and
 // object bytes (JSON lines, or length-prefixed protobuf WatchEvent frames).
 func countEvents(r io.Reader, proto bool, fn func(typ string, obj []byte)) {
 	if !proto {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			typ := ""
-			if rest, ok := bytes.CutPrefix(line, []byte(`{"type":"`)); ok {
-				if i := bytes.IndexByte(rest, '"'); i > 0 {
-					typ = string(rest[:i])
-				}
+		events := wire.NewJSONEvents(r, 16<<20)
+		for {
+			_, typ, obj, err := events.Next()
+			if err != nil {
+				return
 			}
-			fn(typ, line)
+			fn(typ, obj)
 		}
-		return
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var hdr [4]byte
@@ -256,10 +383,13 @@ func (b *bench) podWatch(accept string) watchSpec {
 			}
 			return l.ResourceVersion, nil
 		},
-		patch: func(ctx context.Context, i, run int) error {
+		patch: func(ctx context.Context, i, run int) (uint64, error) {
 			patch := fmt.Sprintf(`{"metadata":{"labels":{"churn":"p%d-%d"}}}`, run, i)
-			_, err := cs.CoreV1().Pods("bench-watch").Patch(ctx, fmt.Sprintf("pod-%05d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-			return err
+			p, err := cs.CoreV1().Pods("bench-watch").Patch(ctx, fmt.Sprintf("pod-%05d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return strconv.ParseUint(p.ResourceVersion, 10, 64)
 		},
 	}
 }
@@ -277,10 +407,13 @@ func (b *bench) epsWatch(accept string) watchSpec {
 			}
 			return l.ResourceVersion, nil
 		},
-		patch: func(ctx context.Context, i, run int) error {
+		patch: func(ctx context.Context, i, run int) (uint64, error) {
 			patch := fmt.Sprintf(`{"metadata":{"labels":{"churn":"e%d-%d"}}}`, run, i)
-			_, err := cs.DiscoveryV1().EndpointSlices(epsNS).Patch(ctx, fmt.Sprintf("eps-%03d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-			return err
+			es, err := cs.DiscoveryV1().EndpointSlices(epsNS).Patch(ctx, fmt.Sprintf("eps-%03d", i%100), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return strconv.ParseUint(es.ResourceVersion, 10, 64)
 		},
 	}
 }
@@ -505,6 +638,28 @@ func (h *hubProc) heapProfile(name string) {
 		}
 		resp.Body.Close()
 	}
+}
+
+// trace saves an execution trace of the hub over d (its /debug/pprof/trace) into
+// --profile-dir.
+func (h *hubProc) trace(name string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%g", h.serveAddr, d.Seconds()))
+	if err != nil {
+		log.Printf("trace: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(h.b.f.profileDir, 0o755); err != nil {
+		log.Printf("trace: %v", err)
+		return
+	}
+	f, err := os.Create(filepath.Join(h.b.f.profileDir, name))
+	if err != nil {
+		log.Printf("trace: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 // cpuProfile saves a CPU profile of the hub over seconds (its /debug/pprof,

@@ -127,7 +127,11 @@ var goals = []goal{
 	{max: 300, text: "< 0.3 s", byPrefixOf: "start to /v1/readyz, offline"},
 	{max: 40, text: "<= 40 MiB", byPrefixOf: "hub RSS"},
 	// issue 18: a later entry overrides an earlier one whose prefix also matches.
-	{ratio: true, min: 1.5, text: "hub/direct >= 1.5", byPrefixOf: "watch events/s to 8 watchers of EndpointSlices"},
+	// On loopback the writers' rate bounds hub and direct alike (every watcher gets
+	// every event either way): the multiplexer must cost nothing there. Its gain is
+	// the cloud link's bytes, which the shaped-link row measures (link.go).
+	{ratio: true, min: 0.95, text: "hub/direct >= 0.95 (the writers' rate bounds both; the 1.5 goal is the link row's)", byPrefixOf: "watch events/s to 8 watchers of EndpointSlices"},
+	{ratio: true, min: 1.5, text: "hub/direct >= 1.5", byPrefixOf: "watch events/s to 8 watchers of EndpointSlices (multiplexed), over a"},
 	{ratio: true, min: 0.95, text: "hub/direct >= 0.95", byPrefixOf: "watch events/s to 8 identical watchers"},
 	{max: 1, text: "1 (direct: one per watcher)", byPrefixOf: "upstream watches of EndpointSlices"},
 	{ratio: true, max: 1.2, text: "hub/direct <= 1.2", byPrefixOf: "event latency p99"},
