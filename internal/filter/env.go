@@ -45,6 +45,15 @@ type ServiceGetter interface {
 	Service(namespace, name string) (*corev1.Service, error)
 }
 
+// TopologyNamer is implemented by a ServiceGetter that also knows which Services
+// carry openyurt.io/topologyKeys: servicetopology then tells from a slice's bytes
+// that it keeps it as it is (Skipper) when none of their names occurs in them.
+type TopologyNamer interface {
+	// TopologyServiceNames returns the names (without namespace) of the Services
+	// carrying the annotation; known is false before the first list.
+	TopologyServiceNames() (names []string, known bool)
+}
+
 // StaticPool is a Pool with a fixed membership, settable at run time (the
 // --nodepool-name flag, tests, and the NodePool watcher's store).
 type StaticPool struct {

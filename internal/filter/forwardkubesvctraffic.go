@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"net"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,6 +22,20 @@ import (
 type forwardKubeSvcTraffic struct{ env *Env }
 
 func (f *forwardKubeSvcTraffic) Name() string { return ForwardKubeSvcTraffic }
+
+// The slice's name "kubernetes" as it appears in either encoding: a JSON string,
+// or a protobuf length-delimited field of 10 bytes.
+var (
+	kubeNameJSON  = []byte(`"` + kubeServiceName + `"`)
+	kubeNameProto = append([]byte{byte(len(kubeServiceName))}, kubeServiceName...)
+)
+
+// Skips implements Skipper: only the slice named "kubernetes" is rewritten, and a
+// slice whose bytes hold no such string (the label key
+// "kubernetes.io/service-name" is not one) is not it.
+func (f *forwardKubeSvcTraffic) Skips(data []byte) bool {
+	return !bytes.Contains(data, kubeNameJSON) && !bytes.Contains(data, kubeNameProto)
+}
 
 func (f *forwardKubeSvcTraffic) Apply(obj runtime.Object) (Outcome, error) {
 	s, ok := obj.(*discoveryv1.EndpointSlice)

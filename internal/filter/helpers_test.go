@@ -32,6 +32,18 @@ func (m mapServices) Service(ns, name string) (*corev1.Service, error) {
 	return nil, ErrNotFound
 }
 
+// TopologyServiceNames makes mapServices a TopologyNamer, so every servicetopology
+// case also runs the Skipper's byte test (and its result must not change).
+func (m mapServices) TopologyServiceNames() ([]string, bool) {
+	var names []string
+	for _, s := range m {
+		if s.Annotations[topologyKeysAnnotation] != "" {
+			names = append(names, s.Name)
+		}
+	}
+	return names, true
+}
+
 var (
 	gvrServices       = corev1.SchemeGroupVersion.WithResource("services")
 	gvrEndpoints      = corev1.SchemeGroupVersion.WithResource("endpoints")

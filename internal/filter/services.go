@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,10 @@ import (
 // the hub can reach itself (Start).
 type ServiceStore struct {
 	run atomic.Pointer[runningStore]
+
+	topoMu sync.Mutex
+	topo   map[string]string        // namespace/name -> name of the Services carrying topologyKeys
+	names  atomic.Pointer[[]string] // their distinct names, for TopologyServiceNames
 }
 
 type runningStore struct {
@@ -60,6 +65,31 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 	}
 	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, c), &corev1.Service{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: 0})
+	track := func(svc *corev1.Service, present bool) {
+		s.topoMu.Lock()
+		defer s.topoMu.Unlock()
+		key := svc.Namespace + "/" + svc.Name
+		if _, had := s.topo[key]; had == present {
+			return
+		}
+		if s.topo == nil {
+			s.topo = map[string]string{}
+		}
+		if present {
+			s.topo[key] = svc.Name
+		} else {
+			delete(s.topo, key)
+		}
+		seen := map[string]bool{}
+		names := make([]string, 0, len(s.topo))
+		for _, n := range s.topo {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+		s.names.Store(&names)
+	}
 	changed := func(svc *corev1.Service, why string) {
 		if onTopologyChange == nil || !inf.HasSynced() {
 			return
@@ -71,6 +101,7 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if svc, ok := obj.(*corev1.Service); ok && svc.Annotations[topologyKeysAnnotation] != "" {
+				track(svc, true)
 				changed(svc, "added")
 			}
 		},
@@ -78,6 +109,7 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 			o, ok1 := oldObj.(*corev1.Service)
 			n, ok2 := newObj.(*corev1.Service)
 			if ok1 && ok2 && o.Annotations[topologyKeysAnnotation] != n.Annotations[topologyKeysAnnotation] {
+				track(n, n.Annotations[topologyKeysAnnotation] != "")
 				changed(n, "annotation")
 			}
 		},
@@ -86,6 +118,7 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 				obj = t.Obj
 			}
 			if svc, ok := obj.(*corev1.Service); ok && svc.Annotations[topologyKeysAnnotation] != "" {
+				track(svc, false)
 				changed(svc, "deleted")
 			}
 		},
@@ -120,6 +153,20 @@ func (s *ServiceStore) Service(ns, name string) (*corev1.Service, error) {
 		return nil, ErrNotFound
 	}
 	return obj.(*corev1.Service), nil
+}
+
+// TopologyServiceNames implements TopologyNamer: the names of the Services that
+// carry openyurt.io/topologyKeys, once the first list is in. The handlers that
+// keep the set run before HasSynced turns true (client-go delivers the first
+// list's objects to them first), so a synced store's set is complete.
+func (s *ServiceStore) TopologyServiceNames() ([]string, bool) {
+	if !s.HasSynced() {
+		return nil, false
+	}
+	if p := s.names.Load(); p != nil {
+		return *p, true
+	}
+	return nil, true
 }
 
 // HasSynced reports whether the first list is in.

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,6 +40,35 @@ const (
 )
 
 func (f *serviceTopology) Name() string { return ServiceTopology }
+
+// maxTopologyNames bounds the names Skips looks for; with more Services carrying
+// topologyKeys every object is decoded.
+const maxTopologyNames = 64
+
+// Skips implements Skipper: an object keeps its bytes when no Service carrying
+// openyurt.io/topologyKeys is named anywhere in them (a slice names its Service
+// in the kubernetes.io/service-name label, Endpoints by its own name; both
+// encodings hold the name as it is). Most Services carry no such annotation, so
+// most slices of kube-proxy's lists pass without being decoded.
+func (f *serviceTopology) Skips(data []byte) bool {
+	if f.env.Services == nil {
+		return true // Apply leaves every object as it is
+	}
+	tn, ok := f.env.Services.(TopologyNamer)
+	if !ok {
+		return false
+	}
+	names, known := tn.TopologyServiceNames()
+	if !known || len(names) > maxTopologyNames {
+		return false
+	}
+	for _, n := range names {
+		if bytes.Contains(data, []byte(n)) {
+			return false
+		}
+	}
+	return true
+}
 
 func (f *serviceTopology) Apply(obj runtime.Object) (Outcome, error) {
 	var ns, svcName string
