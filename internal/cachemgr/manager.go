@@ -1,6 +1,7 @@
 package cachemgr
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -265,6 +266,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 	}
 
 	var run func(r io.Reader) error
+	single := false // one object: recorded whole when small (recordBody)
 	log := m.log.With(slog.String("component", info.Component), slog.String("request", info.String()))
 	if !info.IsResourceRequest {
 		if !strings.Contains(mediaType, "json") {
@@ -307,6 +309,7 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		case "get", "create", "update", "patch":
 			key := cachekey.Object(info) // a create names no object: cacheGet takes the response's name
 			run = func(r io.Reader) error { return m.cacheGet(r, key, enc, pod) }
+			single = true
 		case "list":
 			var cont string
 			if resp.Request != nil {
@@ -348,6 +351,30 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 		}
 	}
 
+	if single && !gz && resp.ContentLength > 0 && resp.ContentLength <= smallBody {
+		// One small object of known size (a GET, a write's response): recorded as
+		// it passes and cached once the client has it all, with no queue and no
+		// goroutine waiting on the response (the GET's latency is the hub's most
+		// watched figure).
+		m.stats.responses.Add(1)
+		m.stats.active.Add(1)
+		m.wg.Add(1)
+		resp.Body = &recordBody{src: resp.Body, buf: make([]byte, 0, resp.ContentLength), done: func(body []byte, err error) {
+			if err != nil {
+				m.stats.active.Add(-1)
+				m.wg.Done()
+				m.noteRun(errClientClosed, info, log)
+				return
+			}
+			go func() {
+				defer m.wg.Done()
+				defer m.stats.active.Add(-1)
+				m.noteRun(run(bytes.NewReader(body)), info, log)
+			}()
+		}}
+		return
+	}
+
 	q := newByteQueue(m.opts.QueueBytes, &m.budget)
 	resp.Body = &teeBody{src: resp.Body, q: q}
 	m.stats.responses.Add(1)
@@ -377,25 +404,73 @@ func (m *Manager) CacheResponse(info *requestinfo.Info, resp *http.Response) {
 				break
 			}
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, store.ErrNoSpace):
-			m.stats.failures.Add(1)
-			m.disk.refused(m.log, err)
-		case errors.Is(err, errOverflow), errors.Is(err, errPendingOverflow):
-			m.stats.overflows.Add(1)
-			log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
-				slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
-		case errors.Is(err, wire.ErrOpaqueRV):
-			m.noteOpaqueRV(info, err, log)
-		case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
-			log.Debug("cache stream ended early", slog.Any("err", err))
-		default:
-			m.stats.failures.Add(1)
-			log.Warn("cache write failed", slog.Any("err", err))
-		}
+		m.noteRun(err, info, log)
 	}()
 }
+
+// smallBody bounds the responses recorded whole (recordBody) rather than teed.
+const smallBody = 256 << 10
+
+// noteRun counts and logs how caching one response ended.
+func (m *Manager) noteRun(err error, info *requestinfo.Info, log *slog.Logger) {
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNoSpace):
+		m.stats.failures.Add(1)
+		m.disk.refused(m.log, err)
+	case errors.Is(err, errOverflow), errors.Is(err, errPendingOverflow):
+		m.stats.overflows.Add(1)
+		log.Warn("cache fell behind the client; cache copy of this response abandoned, its view marked incomplete",
+			slog.Int("queueBytes", m.opts.QueueBytes), slog.Int("maxPendingEvents", m.opts.MaxPendingEvents), slog.Any("err", err))
+	case errors.Is(err, wire.ErrOpaqueRV):
+		m.noteOpaqueRV(info, err, log)
+	case errors.Is(err, errClientClosed), errors.Is(err, context.Canceled):
+		log.Debug("cache stream ended early", slog.Any("err", err))
+	default:
+		m.stats.failures.Add(1)
+		log.Warn("cache write failed", slog.Any("err", err))
+	}
+}
+
+// recordBody passes a response body through and keeps a copy; done gets the copy
+// once the body has been read to its end, or the error (the client closed it
+// before, or the upstream failed): a partial body is never cached.
+type recordBody struct {
+	src  io.ReadCloser
+	buf  []byte
+	done func([]byte, error)
+	once sync.Once
+}
+
+func (b *recordBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	if n > 0 {
+		if len(b.buf)+n > cap(b.buf) {
+			// more than the Content-Length announced: not a body to trust
+			b.finish(nil, fmt.Errorf("response body longer than its Content-Length (%d)", cap(b.buf)))
+		} else {
+			b.buf = append(b.buf, p[:n]...)
+		}
+	}
+	if err == io.EOF {
+		if len(b.buf) == cap(b.buf) {
+			b.finish(b.buf, nil)
+		} else {
+			b.finish(nil, io.ErrUnexpectedEOF)
+		}
+	} else if err != nil {
+		b.finish(nil, err)
+	}
+	return n, err
+}
+
+func (b *recordBody) Close() error {
+	err := b.src.Close()
+	b.finish(nil, errClientClosed)
+	return err
+}
+
+func (b *recordBody) finish(body []byte, err error) { b.once.Do(func() { b.done(body, err) }) }
 
 // noteOpaqueRV stops caching a resource whose server hands out resourceVersions
 // that are not numbers (wire.ErrOpaqueRV), logging it once and counting it.

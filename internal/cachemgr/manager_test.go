@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,7 +56,10 @@ func response(t testing.TB, ua, rawURL, ctype string, body []byte, hdr map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ctype}}, Body: io.NopCloser(bytes.NewReader(body)), Request: req}
+	// ContentLength as net/http's client sets it for a body of known size (a GET
+	// and a write's response take recordBody's path; lists and watches the tee's)
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ctype}}, Body: io.NopCloser(bytes.NewReader(body)), Request: req,
+		ContentLength: int64(len(body))}
 	for k, v := range hdr {
 		resp.Header.Set(k, v)
 	}
@@ -548,5 +553,48 @@ func TestPagedListsOfTwoComponentsShareAToken(t *testing.T) {
 	defer m.pagesMu.Unlock()
 	if len(m.pages) != 0 {
 		t.Errorf("%d paged lists still parked", len(m.pages))
+	}
+}
+
+// TestRecordedGetPartialNotCached: a small GET is recorded whole as it passes
+// (recordBody) and cached only once the client has read it to its end: a body the
+// client closes early, one the upstream cuts, and one longer than its
+// Content-Length are not cached; a whole one is.
+func TestRecordedGetPartialNotCached(t *testing.T) {
+	p := pod("a", "p1", "n", 7)
+	body := protoBytes(t, &p)
+	key := store.ObjectKey{Component: "kubelet", Resource: store.Resource{Version: "v1", Resource: "pods"}, Namespace: "a", Name: "p1"}
+	for _, tc := range []struct {
+		name   string
+		body   io.Reader
+		length int64
+		read   int // bytes the client reads before closing; -1: all
+		cached bool
+	}{
+		{"closed early", bytes.NewReader(body), int64(len(body)), len(body) / 2, false},
+		{"cut by the upstream", io.MultiReader(bytes.NewReader(body[:len(body)/2]), iotest.ErrReader(errors.New("connection reset"))), int64(len(body)), -1, false},
+		{"longer than Content-Length", bytes.NewReader(body), int64(len(body)) - 3, -1, false},
+		{"whole", bytes.NewReader(body), int64(len(body)), -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, st := newMgr(t, Options{})
+			info, resp := response(t, kubeletUA, "/api/v1/namespaces/a/pods/p1", "application/vnd.kubernetes.protobuf", body, nil)
+			resp.Body, resp.ContentLength = io.NopCloser(tc.body), tc.length
+			m.CacheResponse(info, resp)
+			if _, ok := resp.Body.(*recordBody); !ok {
+				t.Fatalf("a %d-byte GET took the tee's path (%T), not recordBody", tc.length, resp.Body)
+			}
+			if tc.read >= 0 {
+				_, _ = io.ReadFull(resp.Body, make([]byte, tc.read))
+			} else {
+				_, _ = io.ReadAll(resp.Body)
+			}
+			resp.Body.Close()
+			m.Wait()
+			_, err := st.GetObject(context.Background(), key)
+			if cached := err == nil; cached != tc.cached {
+				t.Fatalf("cached = %v (%v), want %v", cached, err, tc.cached)
+			}
+		})
 	}
 }
