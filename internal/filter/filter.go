@@ -102,6 +102,24 @@ type Skipper interface {
 	Skips(data []byte) bool
 }
 
+// escapedJSON reports whether data may spell a string with JSON \u escapes, which
+// a Skipper's search for plain bytes would miss ("by\u002dnode" is "by-node"):
+// such an object is never skipped. The apiserver escapes only <, > and & (and
+// non-UTF-8), so this costs nothing on what it sends.
+func escapedJSON(data []byte) bool { return bytes.Contains(data, []byte(`\u`)) }
+
+// jsonRewriter is implemented by a filter that can apply itself to a JSON object
+// of resource gvr without decoding it into its Go type (servicetopology on
+// EndpointSlices): out is data itself when the outcome is Unchanged. It returns
+// errNeedDecode for an object it cannot handle so, and the chain then takes the
+// decoding path from the original bytes.
+type jsonRewriter interface {
+	RewriteJSON(gvr schema.GroupVersionResource, data []byte) (out []byte, o Outcome, err error)
+}
+
+// errNeedDecode: the object needs the decoding path (jsonRewriter).
+var errNeedDecode = errors.New("filter: object needs decoding")
+
 // Encoding is how one object is encoded in Chain.Bytes.
 type Encoding int
 
@@ -293,6 +311,11 @@ func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key str
 	if c.skips(data) {
 		return data, true, "", nil // kept as it is: a watch does not track it (no filter of the chain drops it)
 	}
+	if enc == JSON {
+		if out, ok, err := c.rewriteJSON(data); ok {
+			return out, true, "", err // no filter of such a chain drops objects: not tracked either
+		}
+	}
 	d, err := c.Decode(data, enc)
 	if err != nil {
 		c.countFailure()
@@ -314,8 +337,50 @@ func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key str
 	return b, true, key, ferr
 }
 
+// rewriteJSON runs a chain whose filters each skip data (Skipper) or rewrite it in
+// place (jsonRewriter) without decoding it; ok is false when some filter needs the
+// object decoded, and the caller starts over on the decoding path.
+func (c *Chain) rewriteJSON(data []byte) (out []byte, ok bool, err error) {
+	cur := data
+	var errs []error
+	escaped := escapedJSON(data)
+	for _, f := range c.filters {
+		if s, is := f.(Skipper); is && !escaped && s.Skips(cur) {
+			continue
+		}
+		r, is := f.(jsonRewriter)
+		if !is {
+			return nil, false, nil
+		}
+		next, o, ferr := r.RewriteJSON(c.gvr, cur)
+		if errors.Is(ferr, errNeedDecode) {
+			return nil, false, nil
+		}
+		if ferr != nil {
+			errs = append(errs, &FilterError{Filter: f.Name(), Err: ferr})
+			if c.countE != nil {
+				c.countE(f.Name())
+			}
+			continue
+		}
+		if o == Dropped {
+			return nil, false, nil // a jsonRewriter never drops; the decoding path handles it if one did
+		}
+		if o == Rewritten {
+			cur = next
+			if c.count != nil {
+				c.count(f.Name(), o)
+			}
+		}
+	}
+	return cur, true, errors.Join(errs...)
+}
+
 // skips reports whether every filter of the chain is a Skipper that skips data.
 func (c *Chain) skips(data []byte) bool {
+	if escapedJSON(data) {
+		return false
+	}
 	for _, f := range c.filters {
 		if s, ok := f.(Skipper); !ok || !s.Skips(data) {
 			return false

@@ -128,6 +128,12 @@ func TestServiceEnvUpdaterSkipsWithoutDecoding(t *testing.T) {
 	if err != nil || !keep || !bytes.Contains(out, []byte(`"value":"169.254.2.1"`)) {
 		t.Fatalf("a pod naming the variable was not rewritten: %s (keep %v, err %v)", out, keep, err)
 	}
+	// Spelled with a JSON escape, the name is still the variable's.
+	escaped := bytes.Replace(js, []byte("KUBERNETES_SERVICE_HOST"), []byte(`KUBERNETES\u005fSERVICE_HOST`), 1)
+	out, keep, err = c.Bytes(escaped, JSON)
+	if err != nil || !keep || !bytes.Contains(out, []byte(`"value":"169.254.2.1"`)) {
+		t.Fatalf("a pod naming the variable with an escape was not rewritten: %s (keep %v, err %v)", out, keep, err)
+	}
 }
 
 // TestEndpointSliceSkippers: kube-proxy's EndpointSlice chain (servicetopology,
@@ -325,3 +331,37 @@ func TestFailingFilterPassesThrough(t *testing.T) {
 }
 
 var _ runtime.Object = (*corev1.Service)(nil)
+
+// TestServiceTopologyJSONInPlace: on a JSON EndpointSlice servicetopology cuts the
+// out-of-scope endpoints out of the bytes without decoding the slice: every other
+// byte is kept as it was (here a "ports" the Go type could not even decode, and
+// member order and spacing), escaped strings are read as JSON means them, and the
+// filter metric counts the rewrite.
+func TestServiceTopologyJSONInPlace(t *testing.T) {
+	env := testEnv() // node-1
+	env.Services = mapServices{"default/by-node": service("default", "by-node", "", map[string]string{topologyKeysAnnotation: "kubernetes.io/hostname"})}
+	counted := 0
+	c := chainOf(ServiceTopology, &env, gvrEndpointSlices)
+	c.count = func(string, Outcome) { counted++ }
+	in := `{"metadata":{"name":"x","namespace":"default","labels":{"kubernetes.io/service-name":"by\u002dnode"}},` +
+		`"addressType":"IPv4", "endpoints": [ {"addresses":["10.0.0.1"],"nodeName":"node\u002d1"} , {"addresses":["10.0.0.3"],"nodeName":"node-3"},{"addresses":["10.0.0.4"]} ],"ports":"not a list","extra":{"k":[1,2]}}`
+	want := `{"metadata":{"name":"x","namespace":"default","labels":{"kubernetes.io/service-name":"by\u002dnode"}},` +
+		`"addressType":"IPv4", "endpoints": [{"addresses":["10.0.0.1"],"nodeName":"node\u002d1"}],"ports":"not a list","extra":{"k":[1,2]}}`
+	out, keep, err := c.Bytes([]byte(in), JSON)
+	if err != nil || !keep || string(out) != want {
+		t.Fatalf("Bytes = %s, keep %v, err %v\nwant %s", out, keep, err, want)
+	}
+	if counted != 1 {
+		t.Fatalf("rewrites counted %d, want 1", counted)
+	}
+	// All in scope: the same bytes.
+	same := `{"metadata":{"namespace":"default","labels":{"kubernetes.io/service-name":"by-node"}},"endpoints":[{"nodeName":"node-1"}]}`
+	if out, _, err := c.Bytes([]byte(same), JSON); err != nil || &out[0] != &[]byte(same)[0] && string(out) != same {
+		t.Fatalf("an unchanged slice came back as %s (%v)", out, err)
+	}
+	// Malformed: the decoding path's error, the bytes passed on as they are.
+	bad := []byte(`{"metadata":{"namespace":"default","labels":{"kubernetes.io/service-name":"by-node"}},"endpoints":[{"nodeName":}]}`)
+	if out, keep, err := c.Bytes(bad, JSON); err == nil || !keep || !bytes.Equal(out, bad) {
+		t.Fatalf("malformed slice: %s, keep %v, err %v; want it passed unchanged with an error", out, keep, err)
+	}
+}

@@ -9,6 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/yurthub/yurthub/internal/wire"
 )
 
 // serviceTopology is filter "servicetopology".
@@ -165,4 +168,120 @@ func filterEndpoints(e *corev1.Endpoints, in func(string) bool) Outcome {
 	}
 	e.Subsets = subsets
 	return Rewritten
+}
+
+// RewriteJSON implements jsonRewriter: the same rewrite as Apply on a JSON
+// EndpointSlice, in place: the endpoints outside the scope are cut out of the
+// "endpoints" array and every other byte is kept (decoding and re-encoding a slice
+// through its Go type made kube-proxy's 10k-slice JSON list 2.2-3.6x direct in make
+// bench). Endpoints objects, and anything this walk does not expect, take the
+// decoding path (errNeedDecode).
+func (f *serviceTopology) RewriteJSON(gvr schema.GroupVersionResource, data []byte) ([]byte, Outcome, error) {
+	if gvr.Resource != "endpointslices" {
+		return nil, Unchanged, errNeedDecode
+	}
+	var ns, svcName string
+	epsStart, epsEnd := -1, -1
+	err := wire.JSONMembers(data, func(key string, vs, ve int) error {
+		switch key {
+		case "kind":
+			if k, err := wire.JSONString(data[vs:ve]); err != nil || k != "EndpointSlice" {
+				return errNeedDecode
+			}
+		case "metadata":
+			return wire.JSONMembers(data[vs:ve], func(key string, ms, me int) error {
+				v := data[vs+ms : vs+me]
+				switch key {
+				case "namespace":
+					s, err := wire.JSONString(v)
+					if err != nil {
+						return errNeedDecode
+					}
+					ns = s
+				case "labels":
+					if string(v) == "null" {
+						return nil
+					}
+					return wire.JSONMembers(v, func(key string, ls, le int) error {
+						if key == discoveryv1.LabelServiceName {
+							s, err := wire.JSONString(v[ls:le])
+							if err != nil {
+								return errNeedDecode
+							}
+							svcName = s
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		case "endpoints":
+			epsStart, epsEnd = vs, ve
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, Unchanged, errNeedDecode
+	}
+	if svcName == "" || f.env.Services == nil {
+		return data, Unchanged, nil
+	}
+	svc, err := f.env.Services.Service(ns, svcName)
+	if errors.Is(err, ErrNotFound) || svc == nil && err == nil {
+		return data, Unchanged, nil
+	}
+	if err != nil {
+		return data, Unchanged, fmt.Errorf("service %s/%s: %w", ns, svcName, err)
+	}
+	in, ok := f.scope(svc.Annotations[topologyKeysAnnotation])
+	if !ok || epsStart < 0 || string(data[epsStart:epsEnd]) == "null" {
+		return data, Unchanged, nil
+	}
+	eps := data[epsStart:epsEnd]
+	var kept [][2]int
+	total := 0
+	err = wire.JSONElements(eps, func(es, ee int) error {
+		total++
+		node := ""
+		if err := wire.JSONMembers(eps[es:ee], func(key string, vs, ve int) error {
+			if key == "nodeName" {
+				if v := eps[es+vs : es+ve]; string(v) != "null" {
+					s, err := wire.JSONString(v)
+					if err != nil {
+						return err
+					}
+					node = s
+				}
+			}
+			return nil
+		}); err != nil {
+			return errNeedDecode
+		}
+		if node != "" && in(node) {
+			kept = append(kept, [2]int{es, ee})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, Unchanged, errNeedDecode
+	}
+	if len(kept) == total {
+		return data, Unchanged, nil
+	}
+	out := make([]byte, 0, len(data))
+	out = append(out, data[:epsStart]...)
+	if len(kept) == 0 {
+		out = append(out, "null"...) // as the apiserver writes a slice without endpoints
+	} else {
+		out = append(out, '[')
+		for i, k := range kept {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, eps[k[0]:k[1]]...)
+		}
+		out = append(out, ']')
+	}
+	out = append(out, data[epsEnd:]...)
+	return out, Rewritten, nil
 }
