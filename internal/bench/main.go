@@ -90,12 +90,14 @@ type flags struct {
 	keep         bool
 	readme       string
 	profileDir   string
+	hubArgs      string
 }
 
 func main() {
 	var f flags
 	flag.StringVar(&f.out, "out", "docs/bench/latest", "directory for results.md and results.json")
 	flag.StringVar(&f.hubBin, "hub", "bin/yurthub", "the yurthub binary to measure (make build)")
+	flag.StringVar(&f.hubArgs, "hub-args", "", "more flags for the hub, space-separated (experiments: results.md prints the command line as run)")
 	flag.IntVar(&f.runs, "runs", 5, "runs per figure (median, min and max are reported)")
 	flag.IntVar(&f.listRuns, "list-runs", minListRuns, "samples per LIST figure (median, min and max are reported)")
 	flag.IntVar(&f.gets, "gets", 300, "GET requests per latency run")
@@ -492,6 +494,8 @@ func (b *bench) online() error {
 	}
 	log.Printf("online: GET latency")
 	b.getFigures("", b.targets())
+	log.Printf("online: GET latency through a hub in cloud mode (the hop alone)")
+	b.hopFigures()
 	log.Printf("online: LIST")
 	b.listFigures("", b.targets())
 	log.Printf("online: LIST EndpointSlices as kube-proxy (servicetopology)")
@@ -685,8 +689,9 @@ func (b *bench) offline() error {
 // hubProc is bin/yurthub as a child process.
 type hubProc struct {
 	b                    *bench
-	server               string // --server-addr; "" is the apiserver itself
-	name                 string // its directory under the work directory; "" is "hub"
+	server               string   // --server-addr; "" is the apiserver itself
+	args                 []string // more flags for this hub
+	name                 string   // its directory under the work directory; "" is "hub"
 	cmd                  *exec.Cmd
 	done                 chan struct{}
 	proxyAddr, serveAddr string
@@ -732,6 +737,8 @@ func (h *hubProc) start() (time.Duration, error) {
 		"--enable-dummy-if=false", "--enable-iptables=false",
 		"--max-requests-in-flight=0",
 	}
+	args = append(args, strings.Fields(h.b.f.hubArgs)...)
+	args = append(args, h.args...)
 	var err error
 	if h.logf == nil {
 		if h.logf, err = os.OpenFile(filepath.Join(h.b.dir, h.dirName()+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
@@ -877,4 +884,32 @@ func (h *hubProc) mem() memStat {
 		}
 	}
 	return m
+}
+
+// hopFigures: GET latency through a second hub in cloud working mode, which caches
+// nothing and runs none of kubelet's pod filters (serviceenvupdater is off in cloud
+// mode): what the extra hop itself costs, the floor under the edge hub's GET figure.
+func (b *bench) hopFigures() {
+	const name = "GET one pod p50 (JSON), through a hub in cloud mode (the hop alone: no cache, no filter)"
+	hub := &hubProc{b: b, name: "hub-cloud", args: []string{"--working-mode=cloud"}}
+	defer hub.stop()
+	if _, err := hub.start(); err != nil {
+		b.res.add(name, "ms", "hub", 0, err)
+		return
+	}
+	if _, err := hub.waitHealth(true, 60*time.Second); err != nil {
+		b.res.add(name, "ms", "hub", 0, err)
+		return
+	}
+	path := "/api/v1/namespaces/bench-1k/pods/pod-00000"
+	ts := []target{b.targets()[0], {"hub", "http://" + hub.proxyAddr, b.hubC}}
+	for _, t := range ts {
+		_, _ = do(t, path, "")
+	}
+	for run := 0; run < b.f.runs; run++ {
+		for _, t := range inTurn(ts, run) {
+			p50, _, err := latency(t, path, "", b.f.gets)
+			b.res.add(name, "ms", t.name, p50, err)
+		}
+	}
 }
