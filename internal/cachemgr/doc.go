@@ -21,7 +21,13 @@
 // and pushes a copy into a bounded queue (Options.QueueBytes). It never waits for
 // the cache: if the queue is full the cache copy is dropped and the view is
 // marked incomplete (Stats.Overflows, a warning log). A goroutine per response
-// gunzips when needed and decodes incrementally:
+// gunzips when needed and decodes incrementally. One exception: a small
+// single-object response of known size (a GET or a write's response, Content-Length
+// up to 256 KiB, not gzipped) is recorded whole as it passes (recordBody) and
+// decoded by a goroutine started once the client has read it all, so nothing waits
+// on a queue or wakes a decoder while the client is being answered; a body closed
+// early, cut, or longer than its Content-Length is not cached.
+//
 //
 //   - get: the body (at most Options.MaxObjectBytes; JSON is validated) =>
 //     store.PutObject.
