@@ -28,7 +28,6 @@
 // on a queue or wakes a decoder while the client is being answered; a body closed
 // early, cut, or longer than its Content-Length is not cached.
 //
-//
 //   - get: the body (at most Options.MaxObjectBytes; JSON is validated) =>
 //     store.PutObject.
 //   - list: JSON is read by a single-pass validating stream reader (internal/wire,
