@@ -36,18 +36,8 @@ func JSONMembers(doc []byte, fn func(key string, vs, ve int) error) error {
 		if err := fn(key, s.pos-len(v), s.pos); err != nil {
 			return err
 		}
-		c, err := s.peekIn()
-		if err != nil {
+		if done, err := nextOrEnd(s, '}', "an object value"); done || err != nil {
 			return err
-		}
-		s.pos++
-		switch c {
-		case '}':
-			return jsonEnd(s)
-		case ',':
-		default:
-			s.pos--
-			return s.syntax("%s after an object value", quoteByte(c))
 		}
 	}
 }
@@ -75,18 +65,8 @@ func JSONElements(arr []byte, fn func(es, ee int) error) error {
 		if err := fn(s.pos-len(v), s.pos); err != nil {
 			return err
 		}
-		c, err := s.peekIn()
-		if err != nil {
+		if done, err := nextOrEnd(s, ']', "an array element"); done || err != nil {
 			return err
-		}
-		s.pos++
-		switch c {
-		case ']':
-			return jsonEnd(s)
-		case ',':
-		default:
-			s.pos--
-			return s.syntax("%s after an array element", quoteByte(c))
 		}
 	}
 }
@@ -97,6 +77,25 @@ func JSONString(v []byte) (string, error) {
 		return "", fmt.Errorf("want a JSON string, got %.20s", v)
 	}
 	return unquoteJSON(v)
+}
+
+// nextOrEnd consumes the ',' before the next member or element (done false), or the
+// closing byte of the document's outer value, after which only whitespace may
+// follow (done true).
+func nextOrEnd(s *jsonStream, closing byte, after string) (done bool, err error) {
+	c, err := s.peekIn()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case ',':
+		s.pos++
+		return false, nil
+	case closing:
+		s.pos++
+		return true, jsonEnd(s)
+	}
+	return false, s.syntax("%s after %s", quoteByte(c), after)
 }
 
 // jsonEnd checks that only whitespace is left.
