@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +29,24 @@ import (
 // storeWait bounds how long a list waits for the cache file to catch up with the
 // window (events are committed behind the stream in batches: normally a few
 // milliseconds); past it the request takes the ordinary path.
-var storeWait = 3 * time.Second
+var storeWait = newDurationKnob(3 * time.Second)
+
+// durationKnob is a duration tests may change while goroutines read it.
+type durationKnob struct{ ns atomic.Int64 }
+
+func newDurationKnob(d time.Duration) *durationKnob {
+	k := &durationKnob{}
+	k.ns.Store(int64(d))
+	return k
+}
+
+func (k *durationKnob) get() time.Duration { return time.Duration(k.ns.Load()) }
+
+// set changes the duration and returns what restores it (tests).
+func (k *durationKnob) set(d time.Duration) (restore func()) {
+	old := k.ns.Swap(int64(d))
+	return func() { k.ns.Store(old) }
+}
 
 // readResult is how reading the stored state ended.
 type readResult int
@@ -58,7 +76,8 @@ var errBehind = errors.New("the cache file is behind the window")
 func (m *Multiplexer) readStored(ctx context.Context, c *watchCache, want uint64,
 	encode func(rv uint64, each func(func(*object) error) error) error,
 	accept func(rv uint64)) (uint64, readResult, string) {
-	deadline := time.NewTimer(storeWait)
+	wait := storeWait.get()
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		c.mu.RLock()
@@ -110,7 +129,7 @@ func (m *Multiplexer) readStored(ctx context.Context, c *watchCache, want uint64
 		case <-moved:
 		case <-deadline.C:
 			m.log.Info("multiplexer: the cache file did not catch up with the window in time; the request takes the ordinary path",
-				slog.String("resource", c.res.name), slog.Duration("waited", storeWait))
+				slog.String("resource", c.res.name), slog.Duration("waited", wait))
 			return 0, readUnready, ""
 		case <-ctx.Done():
 			return 0, readUnready, ""

@@ -36,7 +36,7 @@ type persistGate struct {
 
 func installGate(t *testing.T) *persistGate {
 	g := &persistGate{}
-	testHookPersist = func() {
+	hook := func() {
 		g.mu.Lock()
 		ch := g.gate
 		g.mu.Unlock()
@@ -44,9 +44,10 @@ func installGate(t *testing.T) *persistGate {
 			<-ch
 		}
 	}
+	testHookPersist.Store(&hook)
 	t.Cleanup(func() {
 		g.release()
-		testHookPersist = nil
+		testHookPersist.Store(nil)
 	})
 	return g
 }
@@ -356,9 +357,7 @@ func TestListWaitsForTheStore(t *testing.T) {
 	w.expect(t, cloud.eventsAfter(r.l.rv()), "watch from the list after the relist")
 
 	// The file does not catch up in time: the list takes the ordinary path.
-	old := storeWait
-	storeWait = 200 * time.Millisecond
-	defer func() { storeWait = old }()
+	defer storeWait.set(200 * time.Millisecond)()
 	gate.hold()
 	for i := 0; i < 6; i++ {
 		cloud.put(realisticSlice(50+i, nil))
@@ -579,9 +578,7 @@ func TestRestartServesFromTheFile(t *testing.T) {
 // space again the reflector relists and lists are served from the file again.
 func TestFullDiskNotServed(t *testing.T) {
 	dir := testenv.SmallFS(t, 8<<20)
-	old := storeRetryInterval
-	storeRetryInterval = 300 * time.Millisecond
-	defer func() { storeRetryInterval = old }()
+	defer storeRetryInterval.set(300 * time.Millisecond)()
 	cloud := newFakeCloud(t)
 	cloud.fill(100)
 	tm := newTestMux(t, cloud, filepath.Join(dir, "cache.db"), nil)

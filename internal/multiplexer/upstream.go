@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yurthub/yurthub/internal/store"
@@ -130,7 +131,7 @@ func (s *listSink) Add(it *wire.Item) error {
 
 // storeRetryInterval is how long after a failed write to the cache file (a full
 // disk) the reflector lists again to rewrite the whole state.
-var storeRetryInterval = 30 * time.Second
+var storeRetryInterval = newDurationKnob(30 * time.Second)
 
 // list reads the whole resource (one request: pool-scope resources are small and
 // a paginated list would need its pages stitched consistently), streams it into
@@ -369,7 +370,7 @@ func (p *persister) failed(reason string) {
 		// whose state the failed writes never touched.
 		p.log.Debug("multiplexer: cannot mark the view incomplete", slog.Any("err", err))
 	}
-	time.AfterFunc(storeRetryInterval, p.c.requestRelist)
+	time.AfterFunc(storeRetryInterval.get(), p.c.requestRelist)
 }
 
 func (p *persister) close() {
@@ -382,7 +383,7 @@ func (p *persister) close() {
 
 // testHookPersist, when set (tests only), runs before each batch of events is
 // written: a test holds the cache file behind the window with it.
-var testHookPersist func()
+var testHookPersist atomic.Pointer[func()]
 
 func (p *persister) run() {
 	defer close(p.done)
@@ -396,8 +397,8 @@ func (p *persister) run() {
 		p.events = nil
 		p.mu.Unlock()
 		if len(evs) > 0 {
-			if h := testHookPersist; h != nil {
-				h()
+			if h := testHookPersist.Load(); h != nil {
+				(*h)()
 			}
 			err := p.st.ApplyEvents(ctx, p.key, evs)
 			var stale *store.StaleEventsError
