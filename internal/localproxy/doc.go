@@ -18,7 +18,7 @@
 //	            and fields by path (metadata.*, spec.nodeName, status.phase, ...).
 //	            Answered with the view's stored list resourceVersion and its items
 //	            from one read transaction, encoded into an unlinked 0600 spool file
-//	            next to the cache and sent after the transaction ended (spool.go:
+//	            next to the cache and sent after the transaction ended (spool.go, internal/spool:
 //	            a slow client holds no transaction, no list is held in memory, and
 //	            protobuf's length prefix is the spool's size; a full disk falls back
 //	            to streaming from the transaction under a one-minute write deadline;

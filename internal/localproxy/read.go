@@ -20,6 +20,7 @@ import (
 
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/requestinfo"
+	"github.com/yurthub/yurthub/internal/spool"
 	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/wire"
 )
@@ -200,7 +201,7 @@ func kubeletNoPods(info *requestinfo.Info) *metav1.Status {
 	return notFound(info, "yurthub: the cloud kube-apiserver is unreachable and the node's cache holds no pods for kubelet; answering 404 rather than an empty list, which would stop every pod on the node")
 }
 
-// serveList answers a list from one snapshot of the view, spooled (spool.go).
+// serveList answers a list from one snapshot of the view, spooled (internal/spool).
 func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, info *requestinfo.Info) {
 	ctx := r.Context()
 	v, err := h.findView(ctx, info)
@@ -294,7 +295,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 	if err != nil {
 		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 	}
-	defer func() { sp.close() }()
+	defer func() { sp.Close() }()
 	kind := gvk.Kind
 	n := 0
 	started := false
@@ -325,13 +326,13 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 				return nil
 			}))
 			if err == nil {
-				err = sp.finish()
+				err = sp.Finish()
 			}
-			if !isSpoolError(err) {
+			if !spool.IsError(err) {
 				return err
 			}
 			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
-			sp.close()
+			sp.Close()
 			sp, n = nil, 0
 		}
 		// Fallback: straight from the transaction, the head written with the first item.
@@ -372,7 +373,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 	const tail = "]}\n"
 	w.Header().Set("Content-Type", mediaJSON)
 	if sp != nil {
-		w.Header().Set("Content-Length", strconv.FormatInt(int64(len(head))+sp.n+int64(len(tail)), 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(len(head))+sp.Len()+int64(len(tail)), 10))
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
@@ -382,7 +383,7 @@ func (h *Handler) listJSON(w http.ResponseWriter, r *http.Request, info *request
 		return
 	}
 	if sp != nil {
-		if err := sp.copyTo(w); err != nil {
+		if err := sp.CopyTo(w); err != nil {
 			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
 			panic(http.ErrAbortHandler)
 		}
@@ -406,7 +407,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 	if err != nil {
 		h.log.Debug("offline list: cannot spool the answer; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
 	}
-	defer func() { sp.close() }()
+	defer func() { sp.Close() }()
 	n := 0
 	started := false
 	var tag []byte
@@ -434,13 +435,13 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 		if sp != nil {
 			err := each(item(sp))
 			if err == nil {
-				err = sp.finish()
+				err = sp.Finish()
 			}
-			if !isSpoolError(err) {
+			if !spool.IsError(err) {
 				return err
 			}
 			h.log.Debug("offline list: spooling the answer failed; streaming it from the cache's read transaction", slog.String("request", info.String()), slog.Any("err", err))
-			sp.close()
+			sp.Close()
 			sp = nil
 		}
 		size := 0
@@ -499,7 +500,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 	}
 	var size int64
 	if sp != nil {
-		size = sp.n
+		size = sp.Len()
 	}
 	lm := wire.ProtoListMeta(li.ResourceVersion)
 	hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+int(size))
@@ -516,7 +517,7 @@ func (h *Handler) listProtobuf(w http.ResponseWriter, r *http.Request, info *req
 		return
 	}
 	if sp != nil {
-		if err := sp.copyTo(w); err != nil {
+		if err := sp.CopyTo(w); err != nil {
 			h.log.Debug("local list: sending the spooled answer failed (the client went away?)", slog.String("request", info.String()), slog.Any("err", err))
 			panic(http.ErrAbortHandler)
 		}

@@ -1,8 +1,11 @@
 package multiplexer
 
 import (
-	"sort"
+	"context"
+	"errors"
 	"sync"
+
+	"github.com/yurthub/yurthub/internal/store"
 )
 
 // DefaultWindowSize is how many recent events a resource keeps for watches that
@@ -37,10 +40,16 @@ type event struct {
 	typ  eventType
 	rv   uint64
 	obj  *object // the object after the change (for DELETED: its last state, at rv)
-	prev *object // the object before it (nil for ADDED): selectors that stop matching become DELETED
+	prev *object // the object before it (nil: none; unknownPrev: could not be read): selectors that stop matching become DELETED
 	// frames holds the event encoded once per format (JSON, protobuf).
 	frames [2]lazyBytes
 }
+
+// unknownPrev stands for an object's previous state when it could not be read
+// (the cache file failed, or fell too far behind): a selected watcher is then
+// told DELETED when the object does not match (an unknown object deleted is a
+// no-op for an informer; a missed DELETED would leave it holding the object).
+var unknownPrev = &object{}
 
 // frame returns the event as written on a watch stream in format f, encoded once.
 func (e *event) frame(f format) ([]byte, error) {
@@ -53,19 +62,28 @@ func (e *event) frame(f format) ([]byte, error) {
 	})
 }
 
-// watchCache is the state of one multiplexed resource: the objects, the window of
-// recent events and the watchers. It mirrors the apiserver's watchCache+cacher
-// pair: the reflector is the only writer; readers take a consistent snapshot
-// under the read lock.
+// pendingObject is the state of one object after events not yet committed to the
+// cache file (obj nil: deleted), at resourceVersion rv.
+type pendingObject struct {
+	obj *object
+	rv  uint64
+}
+
+// watchCache is the state of one multiplexed resource: the window of recent
+// events and the watchers; the objects themselves are in the cache file (the
+// view key), not here. It mirrors the apiserver's watchCache+cacher pair: the
+// reflector is the only writer of the window; lists and initial events are read
+// from the cache file at its resourceVersion, which the window continues from.
 type watchCache struct {
 	res         resource
 	window      int
 	windowBytes int
+	st          *store.Store
+	key         store.ListKey
 
-	mu      sync.RWMutex
-	ready   bool               // listed (or loaded from the cache file) at least once
-	objects map[string]*object // "namespace/name" => current state
-	rv      uint64             // the newest resourceVersion seen (event or bookmark)
+	mu    sync.RWMutex
+	ready bool   // listed (or found in the cache file) at least once
+	rv    uint64 // the newest resourceVersion seen (event or bookmark)
 	// events is a ring of the most recent events; since is the resourceVersion
 	// from which it is complete: every change after since is in it.
 	events   []*event
@@ -78,28 +96,59 @@ type watchCache struct {
 	// state holds bytes the cloud never sent, so the next upstream contact is a
 	// relist, not a resumed watch.
 	local bool
+	// epoch counts the states installed (replace); storeOK says the cache file
+	// holds this epoch's state, whole (false once a write failed: lists are not
+	// served from it until a list is committed again).
+	epoch   uint64
+	storeOK bool
+	// pending are the objects of events applied here and not yet committed to
+	// the cache file: an event's previous state is read here first, then from
+	// the file. pendingLost: some were dropped (the file fell too far behind), so
+	// the file cannot tell a previous state until the next list.
+	pending     map[string]pendingObject
+	pendingLost bool
+	// stored is closed (and replaced) whenever the cache file's state moved:
+	// lists waiting for it to catch up with the window look again.
+	stored chan struct{}
+	// relist: the reflector must list again (the cache file needs the whole
+	// state); cancelWatch ends the reflector's current watch.
+	relist      bool
+	cancelWatch func()
 }
 
-func newWatchCache(res resource, window, windowBytes int) *watchCache {
-	return &watchCache{res: res, window: window, windowBytes: windowBytes, objects: map[string]*object{}, events: make([]*event, window), watchers: map[*watcher]struct{}{}}
+func newWatchCache(res resource, window, windowBytes int, st *store.Store) *watchCache {
+	return &watchCache{res: res, window: window, windowBytes: windowBytes, st: st, key: viewKey(res),
+		events: make([]*event, window), watchers: map[*watcher]struct{}{}, pending: map[string]pendingObject{}, stored: make(chan struct{})}
 }
 
-// eventBytes estimates what an event holds: its object and up to two frames.
-func eventBytes(ev *event) int { return 3*len(ev.obj.data) + 128 }
+// eventBytes estimates what an event holds: its object, up to two frames, and
+// the previous state.
+func eventBytes(ev *event) int {
+	n := 3*len(ev.obj.data) + 128
+	if ev.prev != nil {
+		n += len(ev.prev.data)
+	}
+	return n
+}
 
 func objectKey(namespace, name string) string { return namespace + "/" + name }
 
-// replace installs a complete state at rv (a list, or the cache file at start).
-// Every open watch ends: its client re-watches and, from before rv, gets 410 and
+// storeKey names one object of the resource's view in the cache file.
+func (c *watchCache) storeKey(namespace, name string) store.ObjectKey {
+	return store.ObjectKey{Component: c.key.Component, Resource: c.key.Resource, Namespace: namespace, Name: name}
+}
+
+// replace installs a new state at rv (a list committed to the cache file, or the
+// file's state at start; storeOK false: the list could not be written). Every
+// open watch ends: its client re-watches and, from before rv, gets 410 and
 // relists (what a client of an apiserver whose watch cache re-initialised sees).
-func (c *watchCache) replace(objs []*object, rv uint64) {
-	m := make(map[string]*object, len(objs))
-	for _, o := range objs {
-		m[objectKey(o.namespace, o.name)] = o
-	}
+func (c *watchCache) replace(rv uint64, storeOK bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.objects, c.rv, c.since, c.ready = m, rv, rv, true
+	c.rv, c.since, c.ready = rv, rv, true
+	c.epoch++
+	c.storeOK = storeOK
+	c.pending, c.pendingLost = map[string]pendingObject{}, false
 	for i := range c.events {
 		c.events[i] = nil
 	}
@@ -108,11 +157,45 @@ func (c *watchCache) replace(objs []*object, rv uint64) {
 		w.stop()
 		delete(c.watchers, w)
 	}
+	c.notifyLocked()
 }
 
-// apply records one event from the cloud and hands it to every watcher. It
-// returns the event as kept (nil when it changes nothing: an old resourceVersion).
-func (c *watchCache) apply(typ eventType, o *object) *event {
+// notifyLocked wakes the lists waiting for the cache file.
+func (c *watchCache) notifyLocked() {
+	close(c.stored)
+	c.stored = make(chan struct{})
+}
+
+// previous returns the state of namespace/name before the event the reflector
+// is about to apply: the newest uncommitted event's, else the cache file's (nil:
+// no such object). Called by the reflector only (the only writer of pending),
+// without the lock held across the file read.
+func (c *watchCache) previous(namespace, name string) *object {
+	k := objectKey(namespace, name)
+	c.mu.RLock()
+	p, ok := c.pending[k]
+	unsure := c.pendingLost || !c.storeOK
+	c.mu.RUnlock()
+	if ok {
+		return p.obj
+	}
+	if unsure {
+		return unknownPrev
+	}
+	so, err := c.st.PeekObject(context.Background(), c.storeKey(namespace, name))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return unknownPrev
+	}
+	return objectOf(so) // a copy: PeekObject clones
+}
+
+// apply records one event from the cloud and hands it to every watcher; prev is
+// the object's previous state (previous). It returns the event as kept (nil
+// when it changes nothing: an old resourceVersion).
+func (c *watchCache) apply(typ eventType, o, prev *object) *event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if typ == bookmark {
@@ -125,64 +208,127 @@ func (c *watchCache) apply(typ eventType, o *object) *event {
 		return nil // already seen (a rewatch from an older point)
 	}
 	k := objectKey(o.namespace, o.name)
-	ev := &event{typ: typ, rv: o.rv, obj: o, prev: c.objects[k]}
+	ev := &event{typ: typ, rv: o.rv, obj: o, prev: prev}
+	p := pendingObject{obj: o, rv: o.rv}
 	switch typ {
 	case added, modified:
-		if ev.prev == nil {
+		switch ev.prev {
+		case nil:
 			ev.typ = added
-		} else {
+		case unknownPrev:
+		default:
 			ev.typ = modified
 		}
-		c.objects[k] = o
 	case deleted:
-		delete(c.objects, k)
+		p.obj = nil
 	}
+	if _, ok := c.pending[k]; !ok && len(c.pending) >= maxPendingEvents {
+		// The cache file is this far behind only when its writes fail: stop
+		// tracking (the previous states are unknown until the next list).
+		c.pending, c.pendingLost = map[string]pendingObject{}, true
+	}
+	c.pending[k] = p
 	c.rv = o.rv
 	c.push(ev)
-	for w := range c.watchers {
-		if !w.send(ev) {
-			delete(c.watchers, w)
-		}
-	}
+	c.sendLocked(ev)
 	return ev
 }
 
-// applyLocal installs an object the offline path changed in the cache (the
-// EndpointSlice repair, internal/localproxy repair.go) and hands it to every
-// watcher as MODIFIED. It keeps the object's resourceVersion (only the cloud hands
-// out new ones) and is not put in the window, whose events are ordered by
-// resourceVersion: a watch resumed from before now is answered 410 instead (since
-// moves up), and its client relists the current state, this change included. The
-// state is marked local, so the reflector relists when the cloud is back and the
-// cloud's copy replaces this one. It returns false when the resource has no such
-// object.
-func (c *watchCache) applyLocal(o *object) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := objectKey(o.namespace, o.name)
-	prev := c.objects[k]
-	if prev == nil || !c.ready {
-		return false
-	}
-	c.objects[k] = o
-	c.local = true
-	c.since = c.rv
-	ev := &event{typ: modified, rv: o.rv, obj: o, prev: prev}
+// sendLocked hands ev to every watcher, forgetting those too far behind.
+func (c *watchCache) sendLocked(ev *event) {
 	for w := range c.watchers {
 		if !w.send(ev) {
 			delete(c.watchers, w)
 		}
 	}
-	return true
 }
 
-// takeLocal reports whether the state was changed locally since the last call.
-func (c *watchCache) takeLocal() bool {
+// committed: events up to these were written to the cache file (or refused as
+// older than it): their objects need not be kept for previous states any more.
+func (c *watchCache) committed(evs []store.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l := c.local
-	c.local = false
-	return l
+	for _, ev := range evs {
+		if ev.Type == store.Bookmark {
+			continue
+		}
+		k := objectKey(ev.Object.Namespace, ev.Object.Name)
+		if p, ok := c.pending[k]; ok && p.rv == ev.Object.ResourceVersion {
+			delete(c.pending, k)
+		}
+	}
+	c.notifyLocked()
+}
+
+// storeFailed: a write to the cache file failed; its state is not served until
+// a list is committed again.
+func (c *watchCache) storeFailed() {
+	c.mu.Lock()
+	c.storeOK = false
+	c.notifyLocked()
+	c.mu.Unlock()
+}
+
+// requestRelist makes the reflector list again (ending its current watch).
+func (c *watchCache) requestRelist() {
+	c.mu.Lock()
+	c.relist = true
+	cancel := c.cancelWatch
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// takeRelist reports whether the state must be listed again: a relist was
+// requested (the cache file needs the whole state), or the offline path changed
+// objects (the cloud's copies must replace them, and a resumed watch would not
+// resend them).
+func (c *watchCache) takeRelist() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.relist || c.local
+	c.relist, c.local = false, false
+	return r
+}
+
+// watching records the cancel func of the reflector's current watch (nil: none).
+// A relist requested before the watch registered ends it at once.
+func (c *watchCache) watching(cancel func()) {
+	c.mu.Lock()
+	c.cancelWatch = cancel
+	relist := c.relist
+	c.mu.Unlock()
+	if relist && cancel != nil {
+		cancel()
+	}
+}
+
+// applyLocal hands an object the offline path changed in the cache file (the
+// EndpointSlice repair, internal/localproxy repair.go, writes it into this
+// view) to every watcher as MODIFIED. It keeps the object's resourceVersion
+// (only the cloud hands out new ones) and is not put in the window, whose events
+// are ordered by resourceVersion: a watch resumed from before now is answered
+// 410 instead (since moves up), and its client relists the current state from
+// the file, this change included. The state is marked local, so the reflector
+// relists when the cloud is back and the cloud's copy replaces this one. It
+// returns false when the resource has no such object.
+func (c *watchCache) applyLocal(o *object) bool {
+	if !c.isReady() {
+		return false
+	}
+	if _, err := c.st.PeekObject(context.Background(), c.storeKey(o.namespace, o.name)); err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.local = true
+	c.since = c.rv
+	// The repair changes endpoints, not labels: the object is its own previous
+	// state for the selectors.
+	c.sendLocked(&event{typ: modified, rv: o.rv, obj: o, prev: o})
+	c.notifyLocked()
+	return true
 }
 
 // push appends ev to the window, dropping the oldest events while it is full by
@@ -202,66 +348,36 @@ func (c *watchCache) push(ev *event) {
 	c.n++
 }
 
-// snapshot is what a new list or watch starts from.
-type snapshot struct {
-	rv      uint64
-	objects []*object // sorted by namespace/name, as the apiserver lists
-}
-
 // errExpired: the resourceVersion asked for is older than the window.
 type errExpired struct{ rv, oldest uint64 }
 
-// list returns the current objects (sorted) and resourceVersion.
-func (c *watchCache) list() (snapshot, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if !c.ready {
-		return snapshot{}, false
-	}
-	return c.snapshotLocked(), true
-}
-
-func (c *watchCache) snapshotLocked() snapshot {
-	s := snapshot{rv: c.rv, objects: make([]*object, 0, len(c.objects))}
-	for _, o := range c.objects {
-		s.objects = append(s.objects, o)
-	}
-	sort.Slice(s.objects, func(i, j int) bool {
-		a, b := s.objects[i], s.objects[j]
-		if a.namespace != b.namespace {
-			return a.namespace < b.namespace
-		}
-		return a.name < b.name
-	})
-	return s
-}
-
-// watch registers w. With initial, w starts with the current objects (returned)
-// and then every later event; else with the window's events after from, or
-// errExpired when the window no longer reaches back to from. ok is false when the
-// resource has no state yet.
-func (c *watchCache) watch(w *watcher, initial bool, from uint64) (snap snapshot, backlog []*event, exp *errExpired, ok bool) {
+// watch registers w for the window's events after from, or returns errExpired
+// when the window no longer reaches back to from. ok is false when the resource
+// has no state yet. (A watch with initial events registers through
+// watchFromLocked, once its initial state is read from the cache file.)
+func (c *watchCache) watch(w *watcher, from uint64) (backlog []*event, exp *errExpired, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.ready {
-		return snapshot{}, nil, nil, false
+		return nil, nil, false
 	}
-	if initial {
-		snap = c.snapshotLocked()
-	} else {
-		if from < c.since {
-			return snapshot{}, nil, &errExpired{rv: from, oldest: c.since}, true
+	if from < c.since {
+		return nil, &errExpired{rv: from, oldest: c.since}, true
+	}
+	return c.watchFromLocked(w, from), nil, true
+}
+
+// watchFromLocked registers w and returns the window's events after from (which
+// the caller checked is not older than since).
+func (c *watchCache) watchFromLocked(w *watcher, from uint64) (backlog []*event) {
+	for i := 0; i < c.n; i++ {
+		ev := c.events[(c.start+i)%len(c.events)]
+		if ev.rv > from {
+			backlog = append(backlog, ev)
 		}
-		for i := 0; i < c.n; i++ {
-			ev := c.events[(c.start+i)%len(c.events)]
-			if ev.rv > from {
-				backlog = append(backlog, ev)
-			}
-		}
-		snap.rv = max(from, c.rv)
 	}
 	c.watchers[w] = struct{}{}
-	return snap, backlog, nil, true
+	return backlog
 }
 
 // forget removes w (its client left).

@@ -29,16 +29,16 @@ func svc(t *testing.T, name, app string, rv uint64) *object {
 // TestWindowResumeAndExpiry: a watch from a resourceVersion the window covers gets
 // exactly the events after it; one older than the window gets errExpired.
 func TestWindowResumeAndExpiry(t *testing.T) {
-	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 4, 0)
-	c.replace(nil, 10)
+	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 4, 0, nil)
+	c.replace(10, true)
 	for i := 1; i <= 6; i++ {
-		c.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)))
+		c.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)), nil)
 	}
 	// The window holds the last 4 events (13..16): complete from 12 on.
-	if _, _, exp, ok := c.watch(newWatcher(), false, 11); !ok || exp == nil {
+	if _, exp, ok := c.watch(newWatcher(), 11); !ok || exp == nil {
 		t.Fatalf("watch from 11 with the window at 12: expired=%v, want 410", exp)
 	}
-	_, backlog, exp, ok := c.watch(newWatcher(), false, 13)
+	backlog, exp, ok := c.watch(newWatcher(), 13)
 	if !ok || exp != nil {
 		t.Fatalf("watch from 13: expired=%v", exp)
 	}
@@ -51,26 +51,26 @@ func TestWindowResumeAndExpiry(t *testing.T) {
 	}
 	// A relist ends open watches and restarts the window at the list.
 	w := newWatcher()
-	c.watch(w, false, 16)
-	c.replace([]*object{svc(t, "s9", "a", 30)}, 30)
+	c.watch(w, 16)
+	c.replace(30, true)
 	select {
 	case <-w.done:
 	default:
 		t.Fatal("a relist left a watch open")
 	}
-	if _, _, exp, _ := c.watch(newWatcher(), false, 16); exp == nil {
+	if _, exp, _ := c.watch(newWatcher(), 16); exp == nil {
 		t.Fatal("a watch from before the relist was not expired")
 	}
 	// The byte bound: room for two events of this size.
-	b := newWatchCache(c.res, 100, 2*eventBytes(&event{obj: svc(t, "s1", "a", 1)})+10)
-	b.replace(nil, 10)
+	b := newWatchCache(c.res, 100, 2*eventBytes(&event{obj: svc(t, "s1", "a", 1)})+10, nil)
+	b.replace(10, true)
 	for i := 1; i <= 5; i++ {
-		b.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)))
+		b.apply(added, svc(t, fmt.Sprintf("s%d", i), "a", uint64(10+i)), nil)
 	}
-	if _, backlog, exp, _ := b.watch(newWatcher(), false, 13); exp != nil || len(backlog) != 2 {
+	if backlog, exp, _ := b.watch(newWatcher(), 13); exp != nil || len(backlog) != 2 {
 		t.Fatalf("byte-bounded window: from 13 expired=%v backlog=%d, want the 2 events 14, 15", exp, len(backlog))
 	}
-	if _, _, exp, _ := b.watch(newWatcher(), false, 12); exp == nil {
+	if _, exp, _ := b.watch(newWatcher(), 12); exp == nil {
 		t.Fatal("byte-bounded window: a watch from 12 was not expired")
 	}
 }
@@ -80,10 +80,10 @@ func TestWindowResumeAndExpiry(t *testing.T) {
 // selector or filter gets the shared frame, encoded once for all.
 func TestSelectorTransitionsAndSharedFrames(t *testing.T) {
 	m := &Multiplexer{log: discardLog()}
-	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 16, 0)
-	c.replace([]*object{svc(t, "x", "a", 10)}, 10)
-	evB := c.apply(modified, svc(t, "x", "b", 11)) // leaves app=a
-	evA := c.apply(modified, svc(t, "x", "a", 12)) // comes back
+	c := newWatchCache(resource{name: "/v1/services", gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, kind: "Service"}, 16, 0, nil)
+	c.replace(10, true)
+	evB := c.apply(modified, svc(t, "x", "b", 11), svc(t, "x", "a", 10)) // leaves app=a
+	evA := c.apply(modified, svc(t, "x", "a", 12), evB.obj)              // comes back
 	sel, err := newSelector("", "app=a", "")
 	if err != nil {
 		t.Fatal(err)

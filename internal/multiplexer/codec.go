@@ -19,6 +19,7 @@ import (
 
 	"github.com/yurthub/yurthub/internal/cachekey"
 	"github.com/yurthub/yurthub/internal/kubescheme"
+	"github.com/yurthub/yurthub/internal/store"
 	"github.com/yurthub/yurthub/internal/wire"
 )
 
@@ -93,6 +94,12 @@ type attrs struct {
 func newObject(it *wire.Item) *object {
 	return &object{namespace: it.Namespace, name: it.Name, rv: it.RV, proto: it.Enc == "protobuf",
 		data: append([]byte(nil), it.Data...)}
+}
+
+// objectOf is a stored object as the multiplexer handles it; its data aliases
+// o.Data (from a list walk: valid only during the walk's callback).
+func objectOf(o store.Object) *object {
+	return &object{namespace: o.Namespace, name: o.Name, rv: o.ResourceVersion, proto: o.Encoding == store.EncodingProtobuf, data: o.Data}
 }
 
 // encoded returns the object in format f (a full document: JSON with kind and

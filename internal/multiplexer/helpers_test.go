@@ -32,6 +32,7 @@ import (
 
 	"github.com/yurthub/yurthub/internal/config"
 	"github.com/yurthub/yurthub/internal/daemon"
+	"github.com/yurthub/yurthub/internal/multiplexer"
 	"github.com/yurthub/yurthub/internal/testkube"
 )
 
@@ -336,23 +337,4 @@ func (in *informer) firstBad() string {
 }
 
 // diff describes how two states differ ("" when equal), at most a few entries.
-func diff(got, want map[string]string) string {
-	var out []string
-	for k, v := range want {
-		if g, ok := got[k]; !ok {
-			out = append(out, "missing "+k)
-		} else if g != v {
-			out = append(out, fmt.Sprintf("%s: %q, want %q", k, g, v))
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			out = append(out, "extra "+k)
-		}
-	}
-	sort.Strings(out)
-	if len(out) > 5 {
-		out = append(out[:5], fmt.Sprintf("... %d more", len(out)-5))
-	}
-	return strings.Join(out, "; ")
-}
+func diff(got, want map[string]string) string { return multiplexer.StateDiff(got, want) }

@@ -33,7 +33,9 @@ type Options struct {
 	// Resources are --pool-scope-resources: "group/version/resource", the core
 	// group written "/v1/services" (OpenYurt's format).
 	Resources []string
-	// Store keeps each resource's state across restarts; nil keeps it in memory only.
+	// Store holds each resource's objects (required): the view
+	// {Component, Resource} is the state lists are read from, and it survives
+	// restarts.
 	Store *store.Store
 	// Backend returns the cloud apiserver to ask now, nil when none is healthy.
 	Backend func() *url.URL
@@ -155,13 +157,16 @@ func New(opts Options) (*Multiplexer, error) {
 	if opts.Backend == nil || opts.Transport == nil {
 		return nil, errors.New("multiplexer: no upstream (Backend and Transport are required)")
 	}
+	if opts.Store == nil {
+		return nil, errors.New("multiplexer: no cache file (Store is required: the objects are kept there)")
+	}
 	m := &Multiplexer{opts: opts, log: opts.Log, caches: map[schema.GroupVersionResource]*watchCache{}}
 	for _, s := range opts.Resources {
 		gvr, kind, err := ParseResource(s)
 		if err != nil {
 			return nil, err
 		}
-		m.caches[gvr] = newWatchCache(resource{name: s, gvr: gvr, kind: kind}, opts.WindowSize, opts.WindowBytes)
+		m.caches[gvr] = newWatchCache(resource{name: s, gvr: gvr, kind: kind}, opts.WindowSize, opts.WindowBytes, opts.Store)
 	}
 	return m, nil
 }
@@ -257,9 +262,9 @@ type stats struct {
 	lists, watches, events atomic.Int64
 }
 
-// LocalChange applies an object the offline path changed in the cache to the
-// multiplexed state it belongs to (key.Component is Component): its watchers get
-// it as MODIFIED, new lists and watches start from it, and the resource is
+// LocalChange tells the multiplexed state an object the offline path changed in
+// its view of the cache file (key.Component is Component): its watchers get it
+// as MODIFIED, new lists and watches read it from the file, and the resource is
 // relisted from the cloud at the next contact so the cloud's copy wins (see
 // watchCache.applyLocal). Other keys are ignored.
 func (m *Multiplexer) LocalChange(key store.ObjectKey, o store.Object) {

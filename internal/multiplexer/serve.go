@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/yurthub/yurthub/internal/apistatus"
 	"github.com/yurthub/yurthub/internal/kubescheme"
@@ -59,29 +62,77 @@ func (m *Multiplexer) serveList(w http.ResponseWriter, r *http.Request, info *re
 	if q.Get("resourceVersionMatch") == string(metav1.ResourceVersionMatchExact) {
 		return false // a past state: only the cloud has it
 	}
-	snap, ok := c.list()
-	if !ok {
-		return false
-	}
+	var want uint64
 	if rv := info.ResourceVersion; rv != "" && rv != "0" {
-		want, err := strconv.ParseUint(rv, 10, 64)
-		if err != nil || want > snap.rv {
-			return false // newer than the cache (or not a number: the cloud answers)
+		var err error
+		if want, err = strconv.ParseUint(rv, 10, 64); err != nil {
+			return false // not a number: the cloud says what is wrong with it
 		}
+	}
+	var body answer
+	defer func() {
+		if body != nil {
+			body.Close()
+		}
+	}()
+	items := 0
+	rv, res, reason := m.readStored(r.Context(), c, want, func(_ uint64, each func(func(*object) error) error) error {
+		var err error
+		body, err = m.spooled(body, func(out answer) error {
+			items = 0
+			return m.listItems(out, each, f, sel, filter, &items)
+		})
+		return err
+	}, nil)
+	if res != readServed {
+		return m.notServed(w, r, info, res, reason)
 	}
 	m.stats.lists.Add(1)
 	gvk := c.res.gvk()
+	if f == formatProtobuf {
+		lm := wire.ProtoListMeta(rv)
+		hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(lm)+int(body.Len()))
+		w.Header().Set("Content-Type", mediaProtobuf)
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(len(hdr)+len(lm))+body.Len(), 10))
+		w.WriteHeader(http.StatusOK)
+		if _, err := w.Write(hdr); err != nil {
+			return true
+		}
+		if _, err := w.Write(lm); err != nil {
+			return true
+		}
+		_ = body.CopyTo(w)
+		return true
+	}
+	head := fmt.Appendf(nil, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":"%d"},"items":[`, gvk.Kind+"List", gvk.GroupVersion().String(), rv)
+	const tail = "]}\n"
+	w.Header().Set("Content-Type", mediaJSON)
+	w.Header().Set("Content-Length", strconv.FormatInt(int64(len(head)+len(tail))+body.Len(), 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(head); err != nil {
+		return true
+	}
+	if err := body.CopyTo(w); err != nil {
+		return true
+	}
+	_, _ = io.WriteString(w, tail)
+	return true
+}
+
+// listItems writes the stored objects that pass the client's selectors and
+// filter as list items: protobuf items (field 2 of the list message), or JSON
+// documents separated by commas.
+func (m *Multiplexer) listItems(out io.Writer, each func(func(*object) error) error, f format, sel *selector, filter ClientFilter, n *int) error {
 	log := m.log
-	var items [][]byte
-	size := 0
-	for _, o := range snap.objects {
+	var tag []byte
+	return each(func(o *object) error {
 		if !sel.matches(o) {
-			continue
+			return nil
 		}
 		doc, err := o.encoded(f)
 		if err != nil {
 			log.Warn("multiplexer: object left out of a list: cannot encode it", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
-			continue
+			return nil
 		}
 		if filter != nil {
 			out, keep, err := filter.Object(doc, f == formatProtobuf)
@@ -89,47 +140,37 @@ func (m *Multiplexer) serveList(w http.ResponseWriter, r *http.Request, info *re
 				log.Warn("multiplexer: response filter failed; object sent unfiltered", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
 			}
 			if !keep {
-				continue
+				return nil
 			}
 			doc = out
 		}
 		if f == formatProtobuf {
-			if doc, err = wire.ProtoRaw(doc); err != nil {
+			raw, err := wire.ProtoRaw(doc)
+			if err != nil {
 				log.Warn("multiplexer: object left out of a list", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
-				continue
+				return nil
+			}
+			tag = protowire.AppendTag(tag[:0], 2, protowire.BytesType) // a list's items are its field 2
+			tag = protowire.AppendVarint(tag, uint64(len(raw)))
+			if _, err := out.Write(tag); err != nil {
+				return err
+			}
+			*n++
+			_, err = out.Write(raw)
+			return err
+		}
+		if *n > 0 {
+			if _, err := out.Write(comma); err != nil {
+				return err
 			}
 		}
-		items = append(items, doc)
-		size += len(doc) + 1
-	}
-	if f == formatProtobuf {
-		body := wire.ProtoListMeta(snap.rv)
-		body = append(make([]byte, 0, len(body)+size+len(items)*8), body...)
-		for _, it := range items {
-			body = wire.AppendProtoItem(body, it)
-		}
-		hdr := wire.ProtoListHeader(gvk.GroupVersion().String(), gvk.Kind+"List", len(body))
-		w.Header().Set("Content-Type", mediaProtobuf)
-		w.Header().Set("Content-Length", strconv.Itoa(len(hdr)+len(body)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(hdr)
-		_, _ = w.Write(body)
-		return true
-	}
-	w.Header().Set("Content-Type", mediaJSON)
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	fmt.Fprintf(bw, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":"%d"},"items":[`, gvk.Kind+"List", gvk.GroupVersion().String(), snap.rv)
-	for i, it := range items {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		bw.Write(it)
-	}
-	bw.WriteString("]}\n")
-	_ = bw.Flush()
-	return true
+		*n++
+		_, err = out.Write(doc)
+		return err
+	})
 }
+
+var comma = []byte{','}
 
 // serveWatch holds one local watch: the initial state (watch-list, or
 // resourceVersion ""/"0") or the window's events after the client's
@@ -147,9 +188,59 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 		}
 	}
 	wt := newWatcher()
-	snap, backlog, expired, ok := c.watch(wt, initial, from)
-	if !ok {
-		return false
+	var backlog []*event
+	var expired *errExpired
+	s := &stream{m: m, f: f, gvk: c.res.gvk(), sel: sel}
+	var end <-chan struct{} // closed when the client must relist (Ender)
+	if filter != nil {
+		s.filter = filter.NewWatch()
+		if e, ok := s.filter.(Ender); ok {
+			end = e.End()
+			defer e.Close()
+		}
+	}
+	var initialEvents answer
+	defer func() {
+		if initialEvents != nil {
+			initialEvents.Close()
+		}
+	}()
+	if initial {
+		// The initial state from the cache file, encoded as ADDED events into a
+		// spool inside the read transaction; the watch registers (and takes the
+		// window's events after the state) once it is accepted.
+		rv, res, reason := m.readStored(r.Context(), c, 0, func(_ uint64, each func(func(*object) error) error) error {
+			var err error
+			initialEvents, err = m.spooled(initialEvents, func(out answer) error {
+				s.bw = bufio.NewWriterSize(out, 32<<10)
+				if err := each(func(o *object) error {
+					if !sel.matches(o) {
+						return nil
+					}
+					doc, err := o.encoded(f)
+					if err != nil {
+						m.log.Warn("multiplexer: object left out of a watch's initial events: cannot encode it", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
+						return nil
+					}
+					return s.send(string(added), doc, nil)
+				}); err != nil {
+					return err
+				}
+				return s.bw.Flush()
+			})
+			return err
+		}, func(rv uint64) { backlog = c.watchFromLocked(wt, rv) })
+		if res != readServed {
+			return m.notServed(w, r, info, res, reason)
+		}
+		s.last = rv
+	} else {
+		var ok bool
+		backlog, expired, ok = c.watch(wt, from)
+		if !ok {
+			return false
+		}
+		s.last = from
 	}
 	defer c.forget(wt)
 	m.stats.watches.Add(1)
@@ -160,38 +251,25 @@ func (m *Multiplexer) serveWatch(w http.ResponseWriter, r *http.Request, info *r
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
-	s := &stream{m: m, w: w, bw: bufio.NewWriterSize(w, 32<<10), f: f, gvk: c.res.gvk(), sel: sel}
-	var end <-chan struct{} // closed when the client must relist (Ender)
-	if filter != nil {
-		s.filter = filter.NewWatch()
-		if e, ok := s.filter.(Ender); ok {
-			end = e.End()
-			defer e.Close()
-		}
-	}
+	s.w, s.bw = w, bufio.NewWriterSize(w, 32<<10)
 	if expired != nil {
 		st := apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", expired.rv, expired.oldest)).ErrStatus
 		_ = s.status(&st)
 		_ = s.flush()
 		return true
 	}
-	rv := snap.rv
-	s.last = rv
-	for _, o := range snap.objects {
-		if !sel.matches(o) {
-			continue
-		}
-		doc, err := o.encoded(f)
-		if err != nil {
-			m.log.Warn("multiplexer: object left out of a watch's initial events: cannot encode it", slog.String("object", o.namespace+"/"+o.name), slog.Any("err", err))
-			continue
-		}
-		if err := s.send(string(added), doc, nil); err != nil {
+	if initialEvents != nil {
+		if err := s.bw.Flush(); err != nil {
 			return true
 		}
+		if err := initialEvents.CopyTo(w); err != nil {
+			return true
+		}
+		initialEvents.Close()
+		initialEvents = nil
 	}
 	if info.SendInitialEvents {
-		if err := s.bookmark(rv, true); err != nil {
+		if err := s.bookmark(s.last, true); err != nil {
 			return true
 		}
 	}
@@ -273,7 +351,7 @@ type stream struct {
 // object leaving the selection into DELETED and one entering it into ADDED, as
 // the apiserver's cacher does; then the client's filter.
 func (s *stream) event(ev *event) error {
-	cur, prev := s.sel.matches(ev.obj), s.sel.matches(ev.prev)
+	cur, prev := s.sel.matches(ev.obj), ev.prev == unknownPrev || s.sel.matches(ev.prev)
 	typ := ev.typ
 	switch {
 	case ev.typ == deleted:

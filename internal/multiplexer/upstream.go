@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yurthub/yurthub/internal/store"
@@ -35,17 +36,13 @@ type reflector struct {
 }
 
 func (r *reflector) run(ctx context.Context) {
-	if r.m.opts.Store != nil {
-		r.p = newPersister(r.m.opts.Store, r.c, r.log)
-		defer r.p.close()
-	}
+	r.p = newPersister(r.m.opts.Store, r.c, r.log)
+	defer r.p.close()
 	relist := !r.c.isReady()
 	failures := 0
 	for ctx.Err() == nil {
 		var err error
-		if r.c.takeLocal() {
-			// The offline path changed objects of this state: the cloud's copies
-			// must replace them, and a resumed watch would not resend them.
+		if r.c.takeRelist() {
 			relist = true
 		}
 		if relist {
@@ -111,17 +108,41 @@ func (r *reflector) get(ctx context.Context, q url.Values) (*http.Response, erro
 	return resp, nil
 }
 
-// objectSink collects a list's items.
-type objectSink struct{ objs []*object }
+// listSink streams a list's items into the cache file's list writer. When the
+// file refuses one (a full disk) the writer is dropped and the rest of the list
+// is only read, for its resourceVersion.
+type listSink struct {
+	w   *store.ListWriter
+	err error // why the file does not take the list
+	n   int
+}
 
-func (s *objectSink) Add(it *wire.Item) error {
-	s.objs = append(s.objs, newObject(it))
+func (s *listSink) Add(it *wire.Item) error {
+	s.n++
+	if s.w == nil {
+		return nil
+	}
+	if err := s.w.Add(it.Object()); err != nil {
+		s.w.Abort()
+		s.w, s.err = nil, err
+	}
 	return nil
 }
 
+// storeRetryInterval is how long after a failed write to the cache file (a full
+// disk) the reflector lists again to rewrite the whole state.
+var storeRetryInterval = newDurationKnob(30 * time.Second)
+
 // list reads the whole resource (one request: pool-scope resources are small and
-// a paginated list would need its pages stitched consistently) and replaces the
-// state.
+// a paginated list would need its pages stitched consistently), streams it into
+// the cache file's view (never held in memory: store.ListWriter spools it and
+// commits it in chunks) and, once it is committed, restarts the window at its
+// resourceVersion. The window therefore never starts after the file's state
+// because of a list: a list served from the file right after a relist is the
+// new list, or the old one at a resourceVersion the old window continued from.
+// A list the file cannot take (a full disk) still restarts the window (the
+// watches follow the cloud), but lists are not served from the file (it is
+// marked incomplete) until a later list is committed.
 func (r *reflector) list(ctx context.Context) error {
 	resp, err := r.get(ctx, url.Values{"resourceVersion": {""}})
 	if errors.Is(err, errRelist) {
@@ -131,7 +152,8 @@ func (r *reflector) list(ctx context.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
-	var sink objectSink
+	var sink listSink
+	sink.w, sink.err = r.m.opts.Store.BeginList(ctx, r.c.key)
 	var lm wire.ListMeta
 	if isProtobuf(resp.Header.Get("Content-Type")) {
 		lm, err = wire.DecodeProtoList(resp.Body, false, maxObjectBytes, &sink)
@@ -139,16 +161,28 @@ func (r *reflector) list(ctx context.Context) error {
 		lm, err = wire.DecodeJSONList(resp.Body, false, maxObjectBytes, &sink)
 	}
 	if err != nil {
+		if sink.w != nil {
+			sink.w.Abort()
+		}
 		return fmt.Errorf("list %s: %w", r.c.res.name, err)
 	}
-	r.c.replace(sink.objs, lm.RV)
+	// Events still queued for the file are older than this list.
+	r.p.drop()
+	storeErr := sink.err
+	if sink.w != nil {
+		storeErr = sink.w.Commit(lm.RV)
+	}
+	if storeErr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.p.failed(fmt.Sprintf("the multiplexer's list could not be written: %v", storeErr))
+	}
+	r.c.replace(lm.RV, storeErr == nil)
 	r.c.mu.Lock()
 	r.c.lists++
 	r.c.mu.Unlock()
-	r.log.Debug("multiplexer: listed", slog.Int("objects", len(sink.objs)), slog.Uint64("resourceVersion", lm.RV))
-	if r.p != nil {
-		r.p.replaced()
-	}
+	r.log.Debug("multiplexer: listed", slog.Int("objects", sink.n), slog.Uint64("resourceVersion", lm.RV), slog.Bool("stored", storeErr == nil))
 	return nil
 }
 
@@ -156,6 +190,10 @@ func (r *reflector) list(ctx context.Context) error {
 func (r *reflector) watch(ctx context.Context) error {
 	rv := r.c.currentRV()
 	timeout := 300 + rand.IntN(300) // 5-10 minutes, as client-go's reflector
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.c.watching(cancel)
+	defer r.c.watching(nil)
 	resp, err := r.get(ctx, url.Values{
 		"watch":               {"true"},
 		"resourceVersion":     {strconv.FormatUint(rv, 10)},
@@ -198,14 +236,12 @@ func (r *reflector) watch(ctx context.Context) error {
 			continue
 		}
 		if typ == bookmark {
-			r.c.apply(bookmark, &object{rv: ev.Item.RV})
-			if r.p != nil {
-				r.p.event(store.Event{Type: store.Bookmark, Object: store.Object{ResourceVersion: ev.Item.RV}})
-			}
+			r.c.apply(bookmark, &object{rv: ev.Item.RV}, nil)
+			r.p.event(store.Event{Type: store.Bookmark, Object: store.Object{ResourceVersion: ev.Item.RV}})
 			continue
 		}
 		o := newObject(&ev.Item)
-		if kept := r.c.apply(typ, o); kept != nil && r.p != nil {
+		if kept := r.c.apply(typ, o, r.c.previous(o.namespace, o.name)); kept != nil {
 			st := store.Modified
 			switch kept.typ {
 			case added:
@@ -241,17 +277,11 @@ func viewKey(res resource) store.ListKey {
 	return store.ListKey{Component: Component, Resource: res.storeResource()}
 }
 
-// load installs the state stored by an earlier run, if it is a complete list.
+// load makes the state stored by an earlier run the one served, if it is a
+// complete list: only its resourceVersion is read (the objects stay in the
+// file, and lists and initial events are read from it).
 func (m *Multiplexer) load(ctx context.Context, c *watchCache) {
-	if m.opts.Store == nil {
-		return
-	}
-	var objs []*object
-	li, err := m.opts.Store.List(ctx, viewKey(c.res), func(o store.Object) error {
-		objs = append(objs, &object{namespace: o.Namespace, name: o.Name, rv: o.ResourceVersion,
-			proto: o.Encoding == store.EncodingProtobuf, data: append([]byte(nil), o.Data...)})
-		return nil
-	})
+	li, err := m.opts.Store.GetListInfo(ctx, c.key)
 	switch {
 	case errors.Is(err, store.ErrNotSynced):
 		return
@@ -262,17 +292,22 @@ func (m *Multiplexer) load(ctx context.Context, c *watchCache) {
 		m.log.Info("multiplexer: the stored state is incomplete; waiting for the cloud", slog.String("resource", c.res.name), slog.String("reason", li.Reason))
 		return
 	}
-	c.replace(objs, li.ResourceVersion)
+	c.replace(li.ResourceVersion, true)
 	m.log.Info("multiplexer: serving the stored state until the cloud answers", slog.String("resource", c.res.name),
-		slog.Int("objects", len(objs)), slog.Uint64("resourceVersion", li.ResourceVersion))
+		slog.Int("objects", li.Count), slog.Uint64("resourceVersion", li.ResourceVersion))
 }
 
-// persister writes a resource's state to the cache file behind the stream: after
-// a list (or when the file fell behind) the whole state, taken from memory,
-// replaces the view; events are applied in batches (whatever piled up while the
-// previous write was in flight). Serving never waits for it; a hub that stops
-// loses at most the batch in flight and resumes from the stored resourceVersion
-// (the events after it come again from the cloud).
+// persister applies a resource's events to the cache file behind the stream, in
+// batches (whatever piled up while the previous write was in flight); lists are
+// written by the reflector itself (list). Serving never waits for it, but a list
+// served from the file waits until the file is not older than the window. A hub
+// that stops loses at most the batch in flight and resumes from the stored
+// resourceVersion (the events after it come again from the cloud).
+//
+// A write that fails (a full disk) marks the view incomplete, so it is served
+// neither by this run nor after a restart, drops the events (applying later ones
+// over the gap would make the view look current) and asks the reflector for a
+// relist after storeRetryInterval, which rewrites the whole state.
 type persister struct {
 	st  *store.Store
 	c   *watchCache
@@ -281,46 +316,61 @@ type persister struct {
 
 	mu     sync.Mutex
 	cond   sync.Cond
-	full   bool // write the whole state (a list, or events dropped)
 	events []store.Event
+	broken bool // a write failed: events are dropped until the next list
 	closed bool
 	done   chan struct{}
 }
 
 // maxPendingEvents bounds the events waiting for the cache file; past it (a disk
-// far slower than the cloud) they are dropped and the whole state is written
-// instead.
+// far slower than the cloud) the file is rewritten by a relist instead.
 const maxPendingEvents = 1 << 14
 
 func newPersister(st *store.Store, c *watchCache, log *slog.Logger) *persister {
-	p := &persister{st: st, c: c, key: viewKey(c.res), log: log, done: make(chan struct{})}
+	p := &persister{st: st, c: c, key: c.key, log: log, done: make(chan struct{})}
 	p.cond.L = &p.mu
 	go p.run()
 	return p
 }
 
-// replaced: the state was listed again; write it whole.
-func (p *persister) replaced() {
+// drop forgets the queued events: a list replaces the state.
+func (p *persister) drop() {
 	p.mu.Lock()
-	p.full, p.events = true, nil
-	p.cond.Signal()
+	p.events, p.broken = nil, false
 	p.mu.Unlock()
 }
 
 func (p *persister) event(ev store.Event) {
 	p.mu.Lock()
-	if p.full {
+	if p.broken {
 		p.mu.Unlock()
-		return // the coming full write includes it
+		return
 	}
 	if len(p.events) >= maxPendingEvents {
-		p.full, p.events = true, nil
-		p.log.Warn("multiplexer: the cache file fell behind the cloud; writing the whole state instead of the events")
-	} else {
-		p.events = append(p.events, ev)
+		p.mu.Unlock()
+		p.failed("the cache file fell behind the cloud by more than the events the multiplexer queues for it")
+		return
 	}
+	p.events = append(p.events, ev)
 	p.cond.Signal()
 	p.mu.Unlock()
+}
+
+// failed: the view cannot follow the cloud any more; mark it incomplete, stop
+// applying events, relist later.
+func (p *persister) failed(reason string) {
+	p.mu.Lock()
+	p.broken, p.events = true, nil
+	p.mu.Unlock()
+	p.c.storeFailed()
+	p.log.Warn("multiplexer: the cache file's copy of the state is behind; lists are not served from it until it is written again", slog.String("reason", reason))
+	if err := p.st.MarkIncomplete(context.Background(), p.key, reason); err != nil && !errors.Is(err, store.ErrNotSynced) {
+		// A full disk may refuse the mark too: this run serves nothing from the
+		// view (storeOK), and a restart resumes from the view's resourceVersion,
+		// whose state the failed writes never touched.
+		p.log.Debug("multiplexer: cannot mark the view incomplete", slog.Any("err", err))
+	}
+	time.AfterFunc(storeRetryInterval.get(), p.c.requestRelist)
 }
 
 func (p *persister) close() {
@@ -331,44 +381,34 @@ func (p *persister) close() {
 	<-p.done
 }
 
+// testHookPersist, when set (tests only), runs before each batch of events is
+// written: a test holds the cache file behind the window with it.
+var testHookPersist atomic.Pointer[func()]
+
 func (p *persister) run() {
 	defer close(p.done)
 	ctx := context.Background()
 	for {
 		p.mu.Lock()
-		for !p.full && len(p.events) == 0 && !p.closed {
+		for len(p.events) == 0 && !p.closed {
 			p.cond.Wait()
 		}
-		full, evs, closed := p.full, p.events, p.closed
-		p.full, p.events = false, nil
-		var snap snapshot
-		if full {
-			// Taken under p.mu: an event applied after this snapshot is queued
-			// after it (the reflector applies to the cache before queueing).
-			snap, _ = p.c.list()
-		}
+		evs, closed := p.events, p.closed
+		p.events = nil
 		p.mu.Unlock()
-		if full {
-			objs := make([]store.Object, len(snap.objects))
-			for i, o := range snap.objects {
-				objs[i] = o.storeObject()
-			}
-			if err := p.st.ReplaceList(ctx, p.key, snap.rv, objs); err != nil {
-				p.log.Warn("multiplexer: storing the state failed", slog.Any("err", err))
-			}
-		}
 		if len(evs) > 0 {
+			if h := testHookPersist.Load(); h != nil {
+				(*h)()
+			}
 			err := p.st.ApplyEvents(ctx, p.key, evs)
 			var stale *store.StaleEventsError
 			if err != nil && !errors.As(err, &stale) {
-				p.log.Warn("multiplexer: storing events failed; writing the whole state next", slog.Any("err", err))
-				p.mu.Lock()
-				p.full, p.events = true, nil
-				p.mu.Unlock()
-				time.Sleep(time.Second) // a full disk: do not spin
+				p.failed(fmt.Sprintf("the multiplexer's events could not be written: %v", err))
+			} else {
+				p.c.committed(evs)
 			}
 		}
-		if closed && !full && len(evs) == 0 {
+		if closed && len(evs) == 0 {
 			return
 		}
 	}

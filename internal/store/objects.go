@@ -185,10 +185,24 @@ func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
 	if err := checkObjectKey(k); err != nil {
 		return Object{}, err
 	}
+	s.touched(k) // a read offline keeps the object as wanted as a GET online (gc.go)
+	return s.getObject(ctx, k)
+}
+
+// PeekObject is GetObject for the hub's own bookkeeping (the multiplexer reading
+// an object's previous state): the read is not recorded as a refresh (gc.go), so
+// it costs no memory per object.
+func (s *Store) PeekObject(ctx context.Context, k ObjectKey) (Object, error) {
+	if err := checkObjectKey(k); err != nil {
+		return Object{}, err
+	}
+	return s.getObject(ctx, k)
+}
+
+func (s *Store) getObject(ctx context.Context, k ObjectKey) (Object, error) {
 	if err := ctxErr(ctx); err != nil {
 		return Object{}, err
 	}
-	s.touched(k) // a read offline keeps the object as wanted as a GET online (gc.go)
 	var out Object
 	key := schema.ObjectKey(k.Namespace, k.Name)
 	err := s.view(func(tx *bolt.Tx) error {
