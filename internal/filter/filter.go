@@ -108,16 +108,16 @@ type Skipper interface {
 // non-UTF-8), so this costs nothing on what it sends.
 func escapedJSON(data []byte) bool { return bytes.Contains(data, []byte(`\u`)) }
 
-// jsonRewriter is implemented by a filter that can apply itself to a JSON object
-// of resource gvr without decoding it into its Go type (servicetopology on
-// EndpointSlices): out is data itself when the outcome is Unchanged. It returns
-// errNeedDecode for an object it cannot handle so, and the chain then takes the
-// decoding path from the original bytes.
-type jsonRewriter interface {
-	RewriteJSON(gvr schema.GroupVersionResource, data []byte) (out []byte, o Outcome, err error)
+// bytesRewriter is implemented by a filter that can apply itself to an encoded
+// object of resource gvr without decoding it into its Go type (servicetopology on
+// EndpointSlices, JSON and protobuf): out is data itself when the outcome is
+// Unchanged. It returns errNeedDecode for an object it cannot handle so, and the
+// chain then takes the decoding path from the original bytes.
+type bytesRewriter interface {
+	RewriteBytes(gvr schema.GroupVersionResource, data []byte, enc Encoding) (out []byte, o Outcome, err error)
 }
 
-// errNeedDecode: the object needs the decoding path (jsonRewriter).
+// errNeedDecode: the object needs the decoding path (bytesRewriter).
 var errNeedDecode = errors.New("filter: object needs decoding")
 
 // Encoding is how one object is encoded in Chain.Bytes.
@@ -311,10 +311,8 @@ func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key str
 	if c.skips(data) {
 		return data, true, "", nil // kept as it is: a watch does not track it (no filter of the chain drops it)
 	}
-	if enc == JSON {
-		if out, ok, err := c.rewriteJSON(data); ok {
-			return out, true, "", err // no filter of such a chain drops objects: not tracked either
-		}
+	if out, ok, err := c.rewriteBytes(data, enc); ok {
+		return out, true, "", err // no filter of such a chain drops objects: not tracked either
 	}
 	d, err := c.Decode(data, enc)
 	if err != nil {
@@ -337,10 +335,10 @@ func (c *Chain) bytes(data []byte, enc Encoding) (out []byte, keep bool, key str
 	return b, true, key, ferr
 }
 
-// rewriteJSON runs a chain whose filters each skip data (Skipper) or rewrite it in
-// place (jsonRewriter) without decoding it; ok is false when some filter needs the
-// object decoded, and the caller starts over on the decoding path.
-func (c *Chain) rewriteJSON(data []byte) (out []byte, ok bool, err error) {
+// rewriteBytes runs a chain whose filters each skip data (Skipper) or rewrite it
+// in place (bytesRewriter) without decoding it; ok is false when some filter needs
+// the object decoded, and the caller starts over on the decoding path.
+func (c *Chain) rewriteBytes(data []byte, enc Encoding) (out []byte, ok bool, err error) {
 	cur := data
 	var errs []error
 	escaped := escapedJSON(data)
@@ -348,11 +346,11 @@ func (c *Chain) rewriteJSON(data []byte) (out []byte, ok bool, err error) {
 		if s, is := f.(Skipper); is && !escaped && s.Skips(cur) {
 			continue
 		}
-		r, is := f.(jsonRewriter)
+		r, is := f.(bytesRewriter)
 		if !is {
 			return nil, false, nil
 		}
-		next, o, ferr := r.RewriteJSON(c.gvr, cur)
+		next, o, ferr := r.RewriteBytes(c.gvr, cur, enc)
 		if errors.Is(ferr, errNeedDecode) {
 			return nil, false, nil
 		}
@@ -364,7 +362,7 @@ func (c *Chain) rewriteJSON(data []byte) (out []byte, ok bool, err error) {
 			continue
 		}
 		if o == Dropped {
-			return nil, false, nil // a jsonRewriter never drops; the decoding path handles it if one did
+			return nil, false, nil // a bytesRewriter never drops; the decoding path handles it if one did
 		}
 		if o == Rewritten {
 			cur = next

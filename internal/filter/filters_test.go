@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -363,5 +365,54 @@ func TestServiceTopologyJSONInPlace(t *testing.T) {
 	bad := []byte(`{"metadata":{"namespace":"default","labels":{"kubernetes.io/service-name":"by-node"}},"endpoints":[{"nodeName":}]}`)
 	if out, keep, err := c.Bytes(bad, JSON); err == nil || !keep || !bytes.Equal(out, bad) {
 		t.Fatalf("malformed slice: %s, keep %v, err %v; want it passed unchanged with an error", out, keep, err)
+	}
+}
+
+// TestServiceTopologyProtoInPlace: on a protobuf EndpointSlice (a bare list item
+// or an enveloped document) servicetopology cuts the out-of-scope endpoints
+// fields out of the message without decoding it: a field the Go type could not
+// decode (here a malformed ports message) passes as it is.
+func TestServiceTopologyProtoInPlace(t *testing.T) {
+	env := testEnv() // node-1
+	env.Services = mapServices{"default/by-node": service("default", "by-node", "", map[string]string{topologyKeysAnnotation: "kubernetes.io/hostname"})}
+	c := chainOf(ServiceTopology, &env, gvrEndpointSlices)
+	counted := 0
+	c.count = func(string, Outcome) { counted++ }
+	in := slice("default", "by-node-x", "by-node", discoveryv1.AddressTypeIPv4, ep("10.0.0.1", "node-1"), ep("10.0.0.3", "node-3"), ep("10.0.0.4", ""))
+	in.Ports = nil
+	want := slice("default", "by-node-x", "by-node", discoveryv1.AddressTypeIPv4, ep("10.0.0.1", "node-1"))
+	want.Ports = nil
+	badPorts := protowire.AppendTag(nil, pbSliceEndpoints+1, protowire.BytesType)
+	badPorts = protowire.AppendBytes(badPorts, []byte{0xff, 0xff})
+	for _, form := range []string{"proto", "proto+envelope"} {
+		data, enc := encodeAs(t, in, "EndpointSlice", form)
+		wantData, _ := encodeAs(t, want, "EndpointSlice", form)
+		if form == "proto" {
+			data, wantData = append(data, badPorts...), append(wantData, badPorts...)
+		}
+		out, keep, err := c.Bytes(data, enc)
+		if err != nil || !keep {
+			t.Fatalf("%s: keep %v, err %v", form, keep, err)
+		}
+		if form == "proto" && !bytes.Equal(out, wantData) {
+			t.Fatalf("%s: got %x\nwant %x", form, out, wantData)
+		}
+		if form == "proto+envelope" {
+			d, err := c.Decode(out, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Obj.(*discoveryv1.EndpointSlice).Endpoints; len(got) != 1 || got[0].Addresses[0] != "10.0.0.1" {
+				t.Fatalf("%s: endpoints %v", form, got)
+			}
+		}
+	}
+	if counted != 2 {
+		t.Fatalf("rewrites counted %d, want 2", counted)
+	}
+	// Malformed: the decoding path's error, the bytes passed on as they are.
+	bad := append([]byte{0x0a, 0x20}, "by-node"...) // names the Service: not skipped; cut short
+	if out, keep, err := c.Bytes(bad, Protobuf); err == nil || !keep || !bytes.Equal(out, bad) {
+		t.Fatalf("malformed slice: %x, keep %v, err %v; want it passed unchanged with an error", out, keep, err)
 	}
 }
