@@ -107,6 +107,9 @@ func (b *bench) sliceFigures() {
 			_, _ = doAs(t, sliceListURL, enc.accept, kubeProxyUA)
 		}
 		var peak atomic.Int64
+		if b.f.profileDir != "" {
+			go b.hub.cpuProfile("slices-"+enc.label+".pprof", 3)
+		}
 		for run := 0; run < b.f.listRuns; run++ {
 			for _, t := range inTurn(b.targets(), run) {
 				if failed[t.name] {
