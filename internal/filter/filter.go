@@ -438,7 +438,8 @@ func (w *Watch) Event(typ string, data []byte, enc Encoding) (outType string, ou
 	}
 	out, keep, key, err := w.chain.bytes(data, enc)
 	if key == "" {
-		return typ, data, true, err
+		// skipped or rewritten in place: kept (no such chain drops), not tracked
+		return typ, out, true, err
 	}
 	had, seen := w.sent[key]
 	switch typ {

@@ -356,6 +356,13 @@ func TestServiceTopologyJSONInPlace(t *testing.T) {
 	if counted != 1 {
 		t.Fatalf("rewrites counted %d, want 1", counted)
 	}
+	// The same on a watch (before: the rewritten bytes were dropped there and the
+	// event sent as it came; TestFiltersThroughHub caught it through the multiplexer).
+	for _, typ := range []string{Added, Modified, Deleted} {
+		if gotTyp, out, send, err := c.NewWatch().Event(typ, []byte(in), JSON); err != nil || !send || gotTyp != typ || string(out) != want {
+			t.Fatalf("watch %s: %s %s (send %v, err %v)\nwant %s", typ, gotTyp, out, send, err, want)
+		}
+	}
 	// All in scope: the same bytes.
 	same := `{"metadata":{"namespace":"default","labels":{"kubernetes.io/service-name":"by-node"}},"endpoints":[{"nodeName":"node-1"}]}`
 	if out, _, err := c.Bytes([]byte(same), JSON); err != nil || &out[0] != &[]byte(same)[0] && string(out) != same {

@@ -23,7 +23,8 @@ import (
 // It is created first (NewServiceStore, handed to Env.Services) and started once
 // the hub can reach itself (Start).
 type ServiceStore struct {
-	run atomic.Pointer[runningStore]
+	run     atomic.Pointer[runningStore]
+	created time.Time // lookups before Start wait until created+serviceSyncWait at most
 
 	topoMu sync.Mutex
 	topo   map[string]string        // namespace/name -> name of the Services carrying topologyKeys
@@ -32,12 +33,16 @@ type ServiceStore struct {
 
 type runningStore struct {
 	inf cache.SharedIndexInformer
+	// reg is the handlers' registration: its HasSynced is true once they have
+	// seen the first list (the informer's own HasSynced may come first: handlers
+	// run behind it), so the set of topology Services is complete.
+	reg cache.ResourceEventHandlerRegistration
 	// waitUntil: lookups before the first list wait until then at most.
 	waitUntil time.Time
 }
 
 // NewServiceStore returns a store that knows no Service until Start.
-func NewServiceStore() *ServiceStore { return &ServiceStore{} }
+func NewServiceStore() *ServiceStore { return &ServiceStore{created: time.Now()} }
 
 // serviceSyncWait bounds how long a lookup waits for the first list: a filtered
 // response that arrives before it would otherwise pass unfiltered and be cached
@@ -98,7 +103,7 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 			slog.String(topologyKeysAnnotation, svc.Annotations[topologyKeysAnnotation]))
 		onTopologyChange(svc.Namespace, svc.Name)
 	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if svc, ok := obj.(*corev1.Service); ok && svc.Annotations[topologyKeysAnnotation] != "" {
 				track(svc, true)
@@ -123,7 +128,7 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 			}
 		},
 	})
-	if !s.run.CompareAndSwap(nil, &runningStore{inf: inf, waitUntil: time.Now().Add(serviceSyncWait)}) {
+	if !s.run.CompareAndSwap(nil, &runningStore{inf: inf, reg: reg, waitUntil: time.Now().Add(serviceSyncWait)}) {
 		return
 	}
 	go inf.RunWithContext(ctx)
@@ -134,6 +139,14 @@ func (s *ServiceStore) Start(ctx context.Context, c rest.Interface, log *slog.Lo
 // store started at most.
 func (s *ServiceStore) Service(ns, name string) (*corev1.Service, error) {
 	r := s.run.Load()
+	// The daemon starts the store once the hub can reach itself, just after it
+	// serves: a response filtered before that waits for it too (without the wait
+	// kube-proxy's first list, served by the multiplexer from its first request,
+	// passed unfiltered: TestFiltersThroughHub in a fresh-clone CI run).
+	for r == nil && time.Since(s.created) < serviceSyncWait {
+		time.Sleep(50 * time.Millisecond)
+		r = s.run.Load()
+	}
 	if r == nil {
 		return nil, fmt.Errorf("services not watched yet")
 	}
@@ -156,11 +169,13 @@ func (s *ServiceStore) Service(ns, name string) (*corev1.Service, error) {
 }
 
 // TopologyServiceNames implements TopologyNamer: the names of the Services that
-// carry openyurt.io/topologyKeys, once the first list is in. The handlers that
-// keep the set run before HasSynced turns true (client-go delivers the first
-// list's objects to them first), so a synced store's set is complete.
+// carry openyurt.io/topologyKeys, once the handlers that keep the set have seen
+// the first list (their registration's HasSynced; the informer's own HasSynced
+// can turn true while they are still behind, and a slice skipped then would pass
+// unfiltered: TestFiltersThroughHub caught it in a fresh-clone CI run).
 func (s *ServiceStore) TopologyServiceNames() ([]string, bool) {
-	if !s.HasSynced() {
+	r := s.run.Load()
+	if r == nil || r.reg == nil || !r.reg.HasSynced() {
 		return nil, false
 	}
 	if p := s.names.Load(); p != nil {
