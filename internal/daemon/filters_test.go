@@ -519,9 +519,19 @@ func TestEndpointRepairOffline(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	mu.Lock()
-	took := got[0].Sub(sent)
-	mu.Unlock()
+	// The lister shows the change before the informer's handlers have run: wait for
+	// the handler's record too (reading got[0] at once panicked, with mu held, and
+	// the informer's shutdown then waited forever for this handler).
+	var took time.Duration
+	waitUntilTrue(t, 5*time.Second, "kube-proxy's informer handler to see the repaired slice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) == 0 {
+			return false
+		}
+		took = got[0].Sub(sent)
+		return true
+	})
 	t.Logf("endpoint repair: old IP %s, new IP %s, MODIFIED event at kube-proxy's informer %s after kubelet's PATCH", oldIP, newIP, took.Round(100*time.Microsecond))
 	t.Logf("hub: %s", grepLines(logs.String(), "endpoints repaired offline"))
 	if a := sliceAddrs(kp.slice("default", "app-abc")); !slices.Contains(a, "10.244.2.3") {
